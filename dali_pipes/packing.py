@@ -1,0 +1,141 @@
+"""Making record datasets: InsightFace-layout writing, packing image folders, rebuilding an index."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def encoded_format(data: bytes) -> str:
+    """``"jpeg"``, ``"png"`` or ``"other"`` from an encoded image's leading bytes."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return "other"
+
+
+def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, bytes]],
+                      image_size: tuple[int, int] = (112, 112), overwrite: bool = False,
+                      progress: bool = False) -> Path:
+    """Write ``(label, encoded image)`` pairs, grouped by ascending label, as an InsightFace dataset.
+
+    Produces ``train.rec``/``train.idx`` (header record 0, images at keys 1..N, identity records
+    ``[first, last + 1)``) and ``property`` (``classes,height,width``). Labels must run 0..C-1 in
+    non-decreasing order. Images are streamed to disk, never all held in memory.
+    """
+    out = Path(out_dir)
+    rec = out / "train.rec"
+    if rec.exists() and not overwrite:
+        raise FileExistsError(f"{rec} exists; pass overwrite=True (--overwrite) to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    starts: list[int] = []
+    key = 0
+    with RecordWriter(rec, out / "train.idx") as w:
+        w.write(0, _range_header(0, 0, 0), b"")
+        for label, data in tqdm(items, desc="packing", unit="img", disable=not progress):
+            key += 1
+            if label != len(starts) - 1:
+                if label != len(starts):
+                    raise ValueError(f"labels must run 0, 1, 2, ... in order; got {label} at "
+                                     f"image {key} after {len(starts) - 1}")
+                starts.append(key)
+            w.write(key, IRHeader(0, float(label), key, 0), data)
+        if key == 0:
+            raise ValueError("no images to write")
+        n, classes = key, len(starts)
+        for c, (first, last) in enumerate(zip(starts, starts[1:] + [n + 1], strict=False)):
+            w.write(n + 1 + c, _range_header(first, last, n + 1 + c), b"")
+        w.patch(0, _range_header(n + 1, n + 1 + classes, 0), b"")
+    (out / "property").write_text(f"{classes},{image_size[0]},{image_size[1]}\n")
+    return out
+
+
+def _range_header(first: int, last: int, key: int) -> IRHeader:
+    return IRHeader(2, np.array([first, last], np.float32), key, 0)
+
+
+def _load_for_record(path: Path) -> tuple[bytes, tuple[int, int]]:
+    from PIL import Image
+
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        size = (im.height, im.width)
+        if encoded_format(data) != "other":
+            return data, size
+        buf = io.BytesIO()
+        im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(buf, "JPEG", quality=95)
+        return buf.getvalue(), size
+
+
+def pack_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                overwrite: bool = False, progress: bool = True) -> Path:
+    """Pack a folder with one sub-folder per identity into an InsightFace-layout dataset.
+
+    Identities are numbered in sorted folder-name order; JPEG and PNG files are stored byte for
+    byte, other formats re-encoded as JPEG (quality 95).
+    """
+    root = Path(image_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    people = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            people.append(files)
+    if not people:
+        raise ValueError(f"{root} has no identity sub-folders with images in them")
+    sizes: set[tuple[int, int]] = set()
+
+    def items() -> Iterable[tuple[int, bytes]]:
+        for label, files in enumerate(people):
+            for f in files:
+                data, size = _load_for_record(f)
+                sizes.add(size)
+                yield label, data
+
+    out = write_insightface(out_dir, items(), overwrite=overwrite, progress=progress)
+    if len(sizes) == 1:
+        h, w = sizes.pop()
+        (out / "property").write_text(f"{len(people)},{h},{w}\n")
+    return out
+
+
+def rebuild_index(rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None,
+                  progress: bool = True) -> Path:
+    """Rebuild a ``.idx`` by scanning the ``.rec``; keys are record positions 0, 1, 2, ...
+
+    That is how InsightFace and ``im2rec`` number records. The index is written atomically.
+    """
+    rec = Path(rec_path)
+    idx = Path(idx_path) if idx_path else rec.with_suffix(".idx")
+    if not rec.is_file():
+        raise RecordIOError("record file not found", rec)
+    tmp = idx.with_name(idx.name + ".partial")
+    fd = os.open(rec, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        pos, key = 0, 0
+        with open(tmp, "w") as out, tqdm(total=size, unit="B", unit_scale=True, desc="indexing",
+                                          disable=not progress) as bar:
+            while pos < size:
+                _, nxt = read_record_at(fd, pos, size, str(rec), key)
+                out.write(f"{key}\t{pos}\n")
+                bar.update(nxt - pos)
+                pos, key = nxt, key + 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+    os.replace(tmp, idx)
+    return idx

@@ -1,0 +1,302 @@
+"""MXNet RecordIO, implemented natively: indexed reading of face datasets, atomic writing, images.
+
+The byte layout follows dmlc-core and ``mxnet.recordio`` exactly, so files written here are read by
+MXNet (and DALI's ``readers.mxnet``) and files written by MXNet are read here with identical
+payloads and headers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .record_frames import (
+    MAGIC,
+    IRHeader,
+    RecordIOError,
+    class_of,
+    encode_record,
+    pack_header,
+    read_index,
+    read_record_at,
+    scan_records,
+    unpack_header,
+)
+
+__all__ = [
+    "MAGIC",
+    "IRHeader",
+    "RecordDataset",
+    "RecordIOError",
+    "RecordWriter",
+    "class_of",
+    "decode_image",
+    "encode_record",
+    "pack_header",
+    "pack_image",
+    "read_index",
+    "read_record_at",
+    "scan_records",
+    "unpack_header",
+    "unpack_image",
+]
+
+
+class RecordDataset:
+    """Read access to an indexed MXNet record file of face images, in any of the three layouts.
+
+    ``path`` is a folder holding ``train.rec``/``train.idx`` or a ``.rec`` file with its ``.idx``
+    beside it. Layouts: ``"insightface"`` (record 0 an empty-payload header labelled ``[N+1, N+1+C]``,
+    images at keys 1..N, identity records after them) and ``"im2rec"`` (every key an image; vector
+    labels allowed, the class being the first value).
+    """
+
+    def __init__(self, path: str | os.PathLike, idx_path: str | os.PathLike | None = None) -> None:
+        path = Path(path)
+        self.rec_path = path / "train.rec" if path.is_dir() else path
+        self.idx_path = Path(idx_path) if idx_path else self.rec_path.with_suffix(".idx")
+        if not self.rec_path.is_file():
+            raise RecordIOError("record file not found", self.rec_path)
+        keys, offsets = read_index(self.idx_path)
+        self._fd = os.open(self.rec_path, os.O_RDONLY)
+        self.file_size = os.fstat(self._fd).st_size
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.offsets = keys[order], offsets[order]
+        self._check_index()
+        self.layout, self.image_keys, self.num_classes, self._id_keys = self._detect_layout()
+
+    def _check_index(self) -> None:
+        keys, offsets = self.keys, self.offsets
+        if keys.size and keys[0] < 0:
+            raise RecordIOError("negative key in index", self.idx_path, int(keys[0]))
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if dup.size:
+            raise RecordIOError("duplicate key in index", self.idx_path, int(keys[dup[0]]))
+        bad = np.flatnonzero((offsets < 0) | (offsets + 8 > self.file_size) | (offsets % 4 != 0))
+        if bad.size:
+            i = bad[0]
+            raise RecordIOError(f"index offset is past the end of the {self.file_size}-byte record "
+                                "file or not a record boundary", self.idx_path, int(keys[i]),
+                                int(offsets[i]))
+        if np.unique(offsets).size != offsets.size:
+            raise RecordIOError("index and data disagree: two keys point at one record", self.idx_path)
+
+    def _detect_layout(self) -> tuple[str, np.ndarray, int | None, np.ndarray]:
+        empty = np.zeros(0, np.int64)
+        if self.keys.size == 0:
+            return "im2rec", empty, self._property_classes(), empty
+        first_key = int(self.keys[0])
+        header, payload = self.read(first_key)
+        if first_key == 0 and header.flag >= 2 and not payload:
+            end, last = float(header.label[0]), float(header.label[1])
+            if not (end >= 1 and last >= end and end.is_integer() and last.is_integer()):
+                raise RecordIOError(f"header record has an invalid label {header.label.tolist()}",
+                                    self.rec_path, 0)
+            end, last = int(end), int(last)
+            in_images = (self.keys >= 1) & (self.keys < end)
+            id_keys = self.keys[(self.keys >= end) & (self.keys < last)]
+            return "insightface", self.keys[in_images], last - end, id_keys
+        return "im2rec", self.keys, self._property_classes(), empty
+
+    def _property_classes(self) -> int | None:
+        prop = self.rec_path.parent / "property"
+        try:
+            return int(prop.read_text().split(",")[0])
+        except (OSError, ValueError):
+            return None
+
+    @cached_property
+    def identity_ranges(self) -> np.ndarray | None:
+        """``[first, last + 1)`` image-key ranges, one row per identity record; None if absent."""
+        if self.layout != "insightface":
+            return None
+        rows = []
+        for key in self._id_keys.tolist():
+            header = self.read(key)[0]
+            if header.flag < 2 or not np.all(np.isfinite(header.label[:2])):
+                raise RecordIOError("identity record has no [first, last) label", self.rec_path, key,
+                                    self.offset_of(key))
+            rows.append(header.label[:2])
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+    def offset_of(self, key: int) -> int:
+        """Byte offset of ``key`` in the record file."""
+        i = int(np.searchsorted(self.keys, key))
+        if i >= self.keys.size or self.keys[i] != key:
+            raise RecordIOError("key not in index", self.idx_path, int(key))
+        return int(self.offsets[i])
+
+    def offsets_of(self, keys: np.ndarray) -> np.ndarray:
+        """Byte offsets of many keys at once (all must be in the index)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.keys, keys), max(self.keys.size - 1, 0))
+        missing = np.flatnonzero(self.keys[pos] != keys) if keys.size else []
+        if len(missing):
+            raise RecordIOError("key not in index", self.idx_path, int(keys[missing[0]]))
+        return self.offsets[pos]
+
+    def read_raw(self, key: int) -> bytes:
+        """The record stored under ``key``, header included."""
+        offset = self.offset_of(key)
+        return read_record_at(self._fd, offset, self.file_size, str(self.rec_path), int(key))[0]
+
+    def read(self, key: int) -> tuple[IRHeader, bytes]:
+        """The header and encoded image stored under ``key``."""
+        offset = self.offset_of(key)
+        record, _ = read_record_at(self._fd, offset, self.file_size, str(self.rec_path), int(key))
+        return unpack_header(record, str(self.rec_path), int(key), offset)
+
+    def label(self, key: int) -> int:
+        """Identity class of the image at ``key``."""
+        return class_of(self.read(key)[0])
+
+    def __len__(self) -> int:
+        return int(self.image_keys.size)
+
+    def __iter__(self) -> Iterator[tuple[int, IRHeader, bytes]]:
+        for key in self.image_keys.tolist():
+            yield (key, *self.read(key))
+
+    def close(self) -> None:
+        """Release the file handle; the dataset cannot be read afterwards."""
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RecordDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fd"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fd = os.open(self.rec_path, os.O_RDONLY)
+
+
+class RecordWriter:
+    """Writes an indexed record file under temporary names and moves both into place on close.
+
+    Keys must be written in strictly increasing order (as InsightFace and every faceocc writer
+    produce them). A crash, or an exception inside the ``with`` block, leaves the final names
+    untouched.
+    """
+
+    def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None) -> None:
+        self.rec_path = Path(rec_path)
+        self.idx_path = Path(idx_path) if idx_path else self.rec_path.with_suffix(".idx")
+        self._tmp_rec = self.rec_path.with_name(self.rec_path.name + ".partial")
+        self._tmp_idx = self.idx_path.with_name(self.idx_path.name + ".partial")
+        self._rec = open(self._tmp_rec, "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._idx = open(self._tmp_idx, "w")  # noqa: SIM115
+        self._keys = array("q")
+        self._offsets = array("q")
+        self.offset = 0
+
+    def write(self, key: int, header: IRHeader, payload: bytes) -> int:
+        """Append one record under ``key``; returns its byte offset."""
+        return self.write_raw(key, pack_header(header, payload))
+
+    def write_raw(self, key: int, record: bytes) -> int:
+        """Append an already packed record (header included) under ``key``; returns its offset."""
+        key = int(key)
+        if key < 0 or (self._keys and key <= self._keys[-1]):
+            raise RecordIOError("keys must be non-negative and strictly increasing",
+                                self._tmp_rec, key)
+        framed = encode_record(record)
+        offset = self.offset
+        self._rec.write(framed)
+        self._idx.write(f"{key}\t{offset}\n")
+        self._keys.append(key)
+        self._offsets.append(offset)
+        self.offset += len(framed)
+        return offset
+
+    def patch(self, key: int, header: IRHeader, payload: bytes) -> None:
+        """Overwrite the record written earlier under ``key`` with one of the same framed size."""
+        i = bisect_left(self._keys, key)
+        if i == len(self._keys) or self._keys[i] != key:
+            raise RecordIOError("cannot patch a key that was not written", self._tmp_rec, key)
+        offset = self._offsets[i]
+        end = self._offsets[i + 1] if i + 1 < len(self._offsets) else self.offset
+        framed = encode_record(pack_header(header, payload))
+        if len(framed) != end - offset:
+            raise RecordIOError("a patched record must keep its framed size", self._tmp_rec, key,
+                                offset)
+        self._rec.flush()
+        os.pwrite(self._rec.fileno(), framed, offset)
+
+    def close(self) -> None:
+        """Flush, sync and move the files to their final names."""
+        if self._rec.closed:
+            return
+        for f in (self._rec, self._idx):
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        os.replace(self._tmp_rec, self.rec_path)
+        os.replace(self._tmp_idx, self.idx_path)
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        for f, tmp in ((self._rec, self._tmp_rec), (self._idx, self._tmp_idx)):
+            f.close()
+            tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def pack_image(header: IRHeader, image: np.ndarray, fmt: str = ".jpg", quality: int = 95) -> bytes:
+    """Encode an RGB (H x W x 3) or grayscale (H x W) uint8 image and pack it behind ``header``."""
+    from PIL import Image
+
+    array = np.ascontiguousarray(image, dtype=np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    buf = io.BytesIO()
+    fmt = fmt.lower()
+    if fmt in (".jpg", ".jpeg"):
+        Image.fromarray(array).save(buf, format="JPEG", quality=int(quality))
+    elif fmt == ".png":
+        Image.fromarray(array).save(buf, format="PNG", compress_level=6)
+    else:
+        raise ValueError(f"unsupported image format {fmt!r}; use '.jpg' or '.png'")
+    return pack_header(header, buf.getvalue())
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode an encoded image to RGB (H x W x 3), or H x W for grayscale."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def unpack_image(payload: bytes) -> tuple[IRHeader, np.ndarray]:
+    """Split a packed image record into its header and the decoded image (RGB, or H x W if gray)."""
+    header, data = unpack_header(payload)
+    return header, decode_image(data)

@@ -1,0 +1,121 @@
+"""The ``faceocc`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from dali_pipes.recordio import RecordIOError
+
+
+def _print_info(info: dict) -> None:
+    print(f"dataset     {info['path']}")
+    print(f"layout      {info['layout']}")
+    print(f"images      {info['images']}")
+    print(f"identities  {info['identities'] if info['identities'] is not None else 'unknown'}")
+    print(f"key range   {info['key_range']}")
+    print(f"encodings   {info['encodings']} (sample of {info['sampled']})")
+    print(f"sizes       {info['sizes']}")
+    print(f"masks       {'mask_out.rec + mask.rec present' if info['has_masks'] else 'none'}")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dali_pipes.dataset_info import describe
+
+    info = describe(args.dir)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from dali_pipes.packing import pack_folder
+
+    out = pack_folder(args.image_dir, args.out_dir, overwrite=args.overwrite)
+    print(f"wrote {out / 'train.rec'}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from dali_pipes.packing import rebuild_index
+
+    rec = Path(args.rec)
+    idx = rec.with_suffix(".idx")
+    if idx.exists() and not args.overwrite:
+        print(f"error: {idx} exists; pass --overwrite to rebuild it", file=sys.stderr)
+        return 2
+    print(f"wrote {rebuild_index(rec, idx)}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dali_pipes.dataset_info import verify
+
+    report = verify(args.dir, workers=args.workers)
+    for file, key, message in report.problems:
+        print(f"BAD {file} key={key if key is not None else '-'}: {message}")
+    status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
+    print(f"{status}: {report.checked} image records checked")
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dali_pipes.dataset_info import describe
+    from faceocc.example import make_example_dataset
+
+    with tempfile.TemporaryDirectory(prefix="faceocc-demo-") as tmp:
+        out = Path(args.out) if args.out else Path(tmp)
+        make_example_dataset(out)
+        _print_info(describe(out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``faceocc`` sub-command."""
+    p = argparse.ArgumentParser(prog="faceocc", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="summarize a record dataset")
+    s.add_argument("dir", help="dataset folder (train.rec/.idx) or a .rec path")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("pack", help="pack a folder of identity sub-folders into train.rec/.idx")
+    s.add_argument("image_dir")
+    s.add_argument("out_dir")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("index", help="rebuild a .idx by scanning its .rec")
+    s.add_argument("rec")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("verify", help="full scan: records, decoding, labels, mask alignment")
+    s.add_argument("dir")
+    s.add_argument("--workers", type=int, default=None)
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("demo", help="build a small embedded dataset and run on it")
+    s.add_argument("--out", help="keep the demo dataset in this folder")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``faceocc`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RecordIOError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
