@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -141,37 +142,48 @@ def read_record_at(fd: int, offset: int, file_size: int, path: str | None = None
 
 
 def read_index(idx_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a ``key\\toffset`` index into int64 arrays (keys, offsets), in file order."""
+    """Parse a ``key<TAB>offset`` index into int64 arrays (keys, offsets), in file order."""
     path = Path(idx_path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise RecordIOError("index file is missing; rebuild it with `faceocc index REC`", path) from None
-    if not raw.strip():
+    raw = raw.rstrip()
+    if not raw:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    try:
-        flat = np.array(raw.split(), dtype=np.int64)
-    except (ValueError, OverflowError):
-        flat = None
-    lines = raw.rstrip().count(b"\n") + 1
-    if flat is None or flat.size != 2 * lines or flat.size % 2:
-        _raise_bad_index_line(raw, path)
-    table = flat.reshape(-1, 2)
+    table = _parse_tab_separated(raw)
+    if table is None:
+        table = _parse_line_by_line(raw, path)
     return table[:, 0].copy(), table[:, 1].copy()
 
 
-def _raise_bad_index_line(raw: bytes, path: Path) -> None:
+def _parse_tab_separated(raw: bytes) -> np.ndarray | None:
+    """Fast path for MXNet's own format, one tab per line; None when the text is anything else."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    tabs, newlines = np.flatnonzero(buf == 9), np.flatnonzero(buf == 10)
+    if tabs.size != newlines.size + 1 or np.any(tabs[:-1] > newlines) or np.any(tabs[1:] < newlines):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            flat = np.fromstring(raw, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    return flat.reshape(-1, 2) if flat.size == 2 * tabs.size else None
+
+
+def _parse_line_by_line(raw: bytes, path: Path) -> np.ndarray:
+    rows = []
     offset = 0
     for number, line in enumerate(raw.split(b"\n"), 1):
         fields = line.split()
-        ok = (len(fields) == 2 and all(f.lstrip(b"-").isdigit() for f in fields)) or (
-            not fields and offset + len(line) >= len(raw.rstrip()))
-        if not ok:
+        if len(fields) != 2 or not all(f.isdigit() and len(f) < 19 for f in fields):
             shown = line[:60].decode("utf-8", "replace")
             raise RecordIOError(f"index line {number} is not 'key<TAB>offset': {shown!r}",
                                 path, None, offset)
+        rows.append((int(fields[0]), int(fields[1])))
         offset += len(line) + 1
-    raise RecordIOError("index could not be parsed", path)
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
 def scan_records(rec_path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
