@@ -1,0 +1,65 @@
+"""Launcher of the CUDA kernels in ``occlude.cu`` (CuPy RawModule); same semantics as the twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .params import PARAM_DTYPE
+
+HERE = Path(__file__).parent
+THREADS = 256
+
+
+def compile_options(half: bool) -> tuple[str, ...]:
+    """NVRTC/nvcc options: no FMA contraction (bit parity with NumPy), the params struct size check."""
+    opts = ("--fmad=false", f"-I{HERE}", f"-DFO_PARAM_SIZE={PARAM_DTYPE.itemsize}", "--std=c++17")
+    return opts + (("-DFO_HALF",) if half else ())
+
+
+class GpuOccluder:
+    """Holds the atlas on the device and the compiled kernels; ``apply`` runs a batch in two launches
+    on the current CuPy stream, with no per-sample Python loop."""
+
+    def __init__(self, atlas: np.ndarray) -> None:
+        import cupy as cp
+
+        self.cp = cp
+        self.atlas = cp.asarray(atlas)
+        self.cell = int(atlas.shape[1])
+        self._kernels: dict[bool, tuple[Any, Any]] = {}
+        self._empty3 = cp.zeros((1, 1, 1, 3), cp.uint8)
+        self._empty1 = cp.zeros((1, 1, 1), cp.uint8)
+
+    def kernels(self, half: bool) -> tuple[Any, Any]:
+        if half not in self._kernels:
+            source = (HERE / "occlude.cu").read_text()
+            module = self.cp.RawModule(code=source, options=compile_options(half))
+            self._kernels[half] = (module.get_function("occlude_pass1"), module.get_function("occlude_pass2"))
+        return self._kernels[half]
+
+    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, grayscale: bool,
+              normalize: bool, dtype: np.dtype) -> dict:
+        cp = self.cp
+        faces = cp.ascontiguousarray(cp.asarray(faces, dtype=cp.uint8))
+        n, h, w, _ = faces.shape
+        half = np.dtype(dtype) == np.float16
+        pass1, pass2 = self.kernels(half)
+        params = cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
+        masked = self._empty3 if masked_faces is None else cp.ascontiguousarray(masked_faces, cp.uint8)
+        mask = self._empty1 if masks is None else cp.ascontiguousarray(masks, cp.uint8)
+        out_t = cp.float16 if half else cp.float32
+        img = cp.empty((n, 3, h, w), out_t)
+        ori = cp.empty((n, 3, h, w), out_t)
+        msk = cp.empty((n, h, w), cp.int32)
+        lit = cp.empty((n, 3, h, w), cp.float32)
+        peak = cp.zeros(n, cp.uint32)
+        grid = ((h * w + THREADS - 1) // THREADS, n)
+        pass1(grid, (THREADS,), (faces, masked, mask, params, self.atlas, np.int32(self.cell), np.int32(h),
+                                 np.int32(w), np.int32(grayscale), np.int32(normalize), lit, ori, msk, peak))
+        pass2(grid, (THREADS,), (lit, params, peak, np.int32(h), np.int32(w), np.int32(grayscale),
+                                 np.int32(normalize), img))
+        kind = cp.asarray(np.ascontiguousarray(table["kind"], np.int8))
+        return {"img": img, "msk": msk, "ori": ori, "kind": kind}

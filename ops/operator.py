@@ -1,0 +1,71 @@
+"""``FaceOccluder``: one object that samples parameter tables and applies them, on GPU or CPU."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .atlas import OccluderBank, default_bank
+from .profiles import Profile, load_profile
+from .reference import apply_reference
+from .sampler import Sampler, batch_rng
+
+
+class FaceOccluder:
+    """MSML's online occlusion for batches of ``size = (H, W)`` uint8 RGB faces.
+
+    Everything is checked at construction (profile, occluder bank, sizes), before any batch runs.
+    ``device="gpu"`` applies with the CUDA kernels on CuPy arrays, ``"cpu"`` with the NumPy twin.
+    Without mask records (``has_masks=False``) the mask3d share goes to the other kinds.
+    """
+
+    def __init__(self, profile: str | os.PathLike | Profile | None = "ms1m",
+                 occluders: str | os.PathLike | OccluderBank | None = None,
+                 size: tuple[int, int] = (112, 112), device: str = "cpu", seed: int = 0,
+                 has_masks: bool = True, dtype: Any = np.float32) -> None:
+        if device not in ("cpu", "gpu"):
+            raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
+        prof = load_profile(profile)
+        if not has_masks:
+            prof = prof.without_mask3d()
+        self.bank = occluders if isinstance(occluders, OccluderBank) else default_bank(occluders)
+        self.sampler = Sampler(prof, self.bank, size)
+        self.profile = self.sampler.profile
+        self.size = tuple(size)
+        self.device = device
+        self.seed = int(seed)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float16):
+            raise ValueError("dtype must be float32 or float16")
+        self._gpu = None
+        if device == "gpu":
+            from .gpu import GpuOccluder
+
+            self._gpu = GpuOccluder(self.bank.atlas)
+
+    def sample(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray:
+        """The parameter table of one batch; a pure function of (seed, shard, epoch, batch, n)."""
+        return self.sampler.sample(n, batch_rng(self.seed, shard, epoch, batch))
+
+    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None) -> dict:
+        """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table."""
+        if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
+            raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
+                             f"batch); got {tuple(faces.shape)}")
+        if len(table) != faces.shape[0]:
+            raise ValueError(f"table has {len(table)} rows for {faces.shape[0]} faces")
+        needed = int((table["m3d_slot"] >= 0).sum())
+        if needed and (masked_faces is None or masks is None or len(masked_faces) < needed):
+            raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
+        p = self.profile
+        if self._gpu is not None:
+            return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype)
+        return apply_reference(np.asarray(faces), table, self.bank.atlas, masked_faces, masks,
+                               p.grayscale, p.normalize, self.dtype)
+
+    def __call__(self, faces: Any, masked_faces: Any = None, masks: Any = None, shard: int = 0,
+                 epoch: int = 0, batch: int = 0) -> dict:
+        """Sample and apply in one call."""
+        return self.apply(faces, self.sample(len(faces), shard, epoch, batch), masked_faces, masks)

@@ -1,0 +1,32 @@
+// The per-sample parameter row; the same fields, in the same order, as ops/params.py PARAM_FIELDS.
+#pragma once
+
+#define FO_SUB 16
+#define FO_MAX_VERTICES 20
+
+struct Params {
+  int kind;
+  int flip;
+  int box[4];
+  int colour[3];
+  int n_vertices;
+  int vx[FO_MAX_VERTICES];
+  int vy[FO_MAX_VERTICES];
+  int ellipse[4];
+  int atlas;
+  int src[4];
+  int blend;
+  int replace_alpha;
+  int mask_alpha;
+  int m3d_slot;
+  int m3d_mode;
+  float m3d[4];
+  float jitter[3];
+  unsigned int noise_seed;
+  int light;
+  float light_params[4];
+};
+
+#ifdef FO_PARAM_SIZE
+static_assert(sizeof(Params) == FO_PARAM_SIZE, "Params differs from ops/params.py PARAM_DTYPE");
+#endif

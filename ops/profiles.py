@@ -1,0 +1,224 @@
+"""Augmentation profiles: every probability and range of MSML's augmentation, as data.
+
+A profile is a :class:`Profile` dataclass or a YAML file that overrides any of its fields (on top of
+the profile named by its ``base:`` key, ``ms1m`` when it names none). Lengths
+are in pixels of a 112 x 112 image and scale with the image size; positions are fractions of it.
+``ms1m`` (default) and ``casia`` reproduce MSML's two sample-level mixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .kinds import KIND_NAMES
+
+Range = tuple[float, float]
+BUILTIN = Path(__file__).parent / "profiles"
+
+
+@dataclass
+class Rectangle:
+    area_percent: tuple[int, int] = (0, 35)      # area ratio r = k / 100, k uniform integer
+    colour: tuple[int, int] = (0, 255)
+
+
+@dataclass
+class Ellipse:
+    centre: Range = (0.2, 0.8)                   # fraction of H (y) and W (x), [lo, hi)
+    min_semi_axis: float = 20.0                  # vertical semi-axis in [this, min(cy, H - cy))
+    area_ratio: Range = (0.2, 0.4)
+    colour: tuple[int, int] = (1, 255)
+
+
+@dataclass
+class Polygon:
+    points: tuple[int, int] = (4, 10)            # outer points, uniform integer
+    radius: Range = (0.2, 0.26)                  # fraction of H: [H/5, 1.3 H/5)
+    centre: Range = (0.2, 0.8)
+    inner_p: float = 0.5                         # chance of an inner point after each outer one
+    inner_divisor: Range = (1.3, 2.6)            # inner radius = outer / U(...)
+    outer_step: Range = (0.7, 1.3)               # x 2 pi / n
+    inner_step: Range = (0.6, 1.4)               # x pi / n after the outer point
+    colour: tuple[int, int] = (1, 255)
+
+
+@dataclass
+class Glasses:
+    eyeglasses_p: float = 0.5                    # the eyeglasses group instead of glasses
+    size: tuple[float, float] = (80 / 120, 40 / 120)   # fractions of (W, H)
+    scale: Range = (1 / 1.1, 1.1)                # per side
+    x: tuple[float, float, int, int] = (0.12, 0.02, -5, 5)   # (base + step * k) * W, k in [lo, hi]
+    y: tuple[float, float, int, int] = (0.30, 0.01, -5, 5)   # of H
+    replace_alpha: int = 10                      # alpha above this replaces the face
+    mask_alpha: int = 0                          # alpha above this is occluded in msk
+
+
+@dataclass
+class Scarf:
+    size: float = 90.0                           # pixels, both sides
+    scale: Range = (1 / 1.1, 1.0)
+    x: tuple[float, float, int, int] = (0.10, 0.01, -5, 4)   # of W
+    y: tuple[float, float, int, int] = (0.60, 0.01, -5, 4)   # of W, as MSML does
+    mask_alpha: int = 0
+
+
+@dataclass
+class RealObject:
+    size: float = 55.0                           # centre-cropped square, pixels
+    scale: Range = (1.0, 2.0)                    # per side
+    position_percent: tuple[int, int] = (15, 50)  # top-left at k / 100 of W and H
+    mask_alpha: int = 0
+
+
+@dataclass
+class Mask3D:
+    """Augmentation of the pixels of an offline 3D mask."""
+
+    modes: dict[str, float] = field(default_factory=lambda: {"light": 4 / 11, "noise": 2 / 11,
+                                                             "block": 5 / 11})
+    box_size: Range = (0.3, 1.0)                 # box sides, fractions of W and H
+    light_sigma: Range = (10.0, 40.0)            # pixels
+    light_gain: Range = (0.2, 0.7)               # added, times 255, at the light's centre
+    noise_sigma: Range = (4.0, 24.0)             # grey levels
+    jitter_p: float = 0.5                        # per channel, for light and noise
+    jitter: Range = (0.7, 1.3)
+
+
+@dataclass
+class Lighting:
+    p: float = 1.0
+    sigma: float = 128.0                         # pixels: exp(-d^2 / (2 sigma^2))
+    gain: Range = (0.7, 1.4)
+
+
+@dataclass
+class Profile:
+    """Everything the sampler draws from; validate() runs at construction time of the operator."""
+
+    kinds: dict[str, float] = field(default_factory=dict)
+    rectangle: Rectangle = field(default_factory=Rectangle)
+    ellipse: Ellipse = field(default_factory=Ellipse)
+    polygon: Polygon = field(default_factory=Polygon)
+    glasses: Glasses = field(default_factory=Glasses)
+    scarf: Scarf = field(default_factory=Scarf)
+    object: RealObject = field(default_factory=RealObject)
+    mask3d: Mask3D = field(default_factory=Mask3D)
+    lighting: Lighting = field(default_factory=Lighting)
+    flip_p: float = 0.5                          # MSML's code flips with 0.6 by accident
+    grayscale: bool = False
+    normalize: bool = True                       # (x - 0.5) / 0.5
+
+    def kind_probabilities(self) -> list[float]:
+        """Probabilities in :class:`Kind` code order."""
+        return [float(self.kinds.get(name, 0.0)) for name in KIND_NAMES]
+
+    def validate(self, size: tuple[int, int] = (112, 112)) -> Profile:
+        """Raise ValueError for probabilities that do not sum to 1 or ranges outside the image."""
+        unknown = set(self.kinds) - set(KIND_NAMES)
+        if unknown:
+            raise ValueError(f"profile names unknown kinds {sorted(unknown)}; known: {KIND_NAMES}")
+        _check_distribution("kinds", self.kind_probabilities())
+        _check_distribution("mask3d.modes", [self.mask3d.modes.get(m, 0.0)
+                                             for m in ("light", "noise", "block")])
+        if set(self.mask3d.modes) - {"light", "noise", "block"}:
+            raise ValueError("mask3d.modes may only name light, noise and block")
+        for name, p in [("flip_p", self.flip_p), ("lighting.p", self.lighting.p),
+                        ("polygon.inner_p", self.polygon.inner_p),
+                        ("glasses.eyeglasses_p", self.glasses.eyeglasses_p),
+                        ("mask3d.jitter_p", self.mask3d.jitter_p)]:
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} = {p} is not a probability")
+        h, w = size
+        checks = [
+            ("rectangle.area_percent", self.rectangle.area_percent, 0, 99),
+            ("rectangle.colour", self.rectangle.colour, 0, 255),
+            ("ellipse.centre", self.ellipse.centre, 0, 1),
+            ("ellipse.area_ratio", self.ellipse.area_ratio, 0, 1),
+            ("ellipse.colour", self.ellipse.colour, 0, 255),
+            ("polygon.points", self.polygon.points, 3, 10),
+            ("polygon.radius", self.polygon.radius, 0, 1),
+            ("polygon.centre", self.polygon.centre, 0, 1),
+            ("polygon.colour", self.polygon.colour, 0, 255),
+            ("object.position_percent", self.object.position_percent, 0, 99),
+            ("mask3d.box_size", self.mask3d.box_size, 0.01, 1),
+            ("lighting.gain", self.lighting.gain, 0, 100),
+        ]
+        for name, (lo, hi), low, high in checks:
+            if not (low <= lo <= hi <= high):
+                raise ValueError(f"{name} = ({lo}, {hi}) must satisfy {low} <= lo <= hi <= {high}")
+        e = self.ellipse
+        smallest_half = min(e.centre[0], 1 - e.centre[1]) * h
+        if e.min_semi_axis * h / 112 >= smallest_half:
+            raise ValueError(f"ellipse.min_semi_axis {e.min_semi_axis} leaves no room inside a {h}-pixel "
+                             "image for the centre range")
+        for name, (base, step, klo, khi) in [("glasses.x", self.glasses.x), ("glasses.y", self.glasses.y),
+                                             ("scarf.x", self.scarf.x), ("scarf.y", self.scarf.y)]:
+            if klo > khi or not (base + step * klo >= 0 and base + step * khi < 1):
+                raise ValueError(f"{name} places the occluder outside the image")
+        for name, (lo, hi) in [("glasses.scale", self.glasses.scale), ("scarf.scale", self.scarf.scale),
+                               ("object.scale", self.object.scale), ("ellipse.area_ratio", e.area_ratio),
+                               ("polygon.inner_divisor", self.polygon.inner_divisor)]:
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} = ({lo}, {hi}) must be positive and ordered")
+        return self
+
+    def without_mask3d(self) -> Profile:
+        """The same profile with the mask3d share given to the other kinds in proportion."""
+        p = self.kind_probabilities()
+        share = p[-1]
+        if share == 0:
+            return self
+        rest = sum(p[:-1])
+        if rest == 0:
+            raise ValueError("the profile uses only mask3d, but the dataset has no mask records")
+        warnings.warn(f"no mask_out/mask records: the mask3d share ({share:.3f}) goes to the other "
+                      "kinds in proportion; run `faceocc render DIR` to make them", stacklevel=2)
+        kinds = {name: p[i] / rest for i, name in enumerate(KIND_NAMES[:-1])}
+        return dataclasses.replace(self, kinds={**kinds, "mask3d": 0.0})
+
+
+def _check_distribution(name: str, probs: list[float]) -> None:
+    if any(p < 0 or not math.isfinite(p) for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"{name} probabilities must be >= 0 and sum to 1; got {probs} "
+                         f"(sum {sum(probs):.6f})")
+
+
+def _merge(obj: object, data: dict, where: str) -> object:
+    if not isinstance(data, dict):
+        raise ValueError(f"profile section {where or 'root'} must be a mapping")
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ValueError(f"unknown profile field {where}{key}; known: {sorted(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value, f"{where}{key}.")
+        elif isinstance(current, tuple):
+            changes[key] = tuple(value)
+        else:
+            changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def load_profile(profile: str | os.PathLike | Profile | None = "ms1m") -> Profile:
+    """A built-in profile by name (``ms1m``, ``casia``), a YAML path, or a Profile (returned as is)."""
+    if isinstance(profile, Profile):
+        return profile
+    name = "ms1m" if profile is None else str(profile)
+    path = BUILTIN / f"{name}.yaml" if (BUILTIN / f"{name}.yaml").is_file() else Path(name)
+    if not path.is_file():
+        raise ValueError(f"profile {name!r} is neither a built-in (ms1m, casia) nor a YAML file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"profile {path} must be a YAML mapping")
+    base = data.pop("base", None if path.parent == BUILTIN else "ms1m")
+    start = load_profile(base) if base is not None else Profile()
+    return _merge(start, data, "")

@@ -1,0 +1,171 @@
+"""Invariants of the NumPy twin, the specification of the occlusion operators."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import random_face
+
+from ops import FaceOccluder, Kind, load_profile
+from ops.params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
+from ops.reference import hashed_normal, hashed_uniform, mix32
+
+
+def _faces(n: int, size: int = 112, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([random_face(rng, size) for _ in range(n)])
+
+
+def _plain(**changes) -> FaceOccluder:
+    """No lighting, no flip, no normalization: img equals the canvas / 255."""
+    p = load_profile("ms1m")
+    p = dataclasses.replace(p, lighting=dataclasses.replace(p.lighting, p=0.0), flip_p=0.0, normalize=False,
+                            **changes)
+    return FaceOccluder(profile=p, seed=11)
+
+
+def _masks(n: int, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(9)
+    masked = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    masks = np.full((n, size, size), 255, np.uint8)
+    masks[:, size // 2:, size // 5: 4 * size // 5] = 0
+    return masked, masks
+
+
+def _to_hwc(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1)
+
+
+def test_output_shapes_and_dtypes():
+    occ = FaceOccluder(seed=0)
+    faces = _faces(16)
+    masked, masks = _masks(16)
+    out = occ(faces, masked, masks)
+    assert out["img"].shape == out["ori"].shape == (16, 3, 112, 112) and out["img"].dtype == np.float32
+    assert out["msk"].shape == (16, 112, 112) and out["msk"].dtype == np.int32
+    assert out["kind"].dtype == np.int8 and set(np.unique(out["msk"])) <= {0, 1}
+    assert out["img"].min() >= -1 and out["img"].max() <= 1
+    half = FaceOccluder(seed=0, dtype=np.float16)(faces, masked, masks)
+    assert half["img"].dtype == np.float16
+    assert np.abs(half["img"].astype(np.float32) - out["img"]).max() < 2e-3
+
+
+def test_msk_is_zero_exactly_where_pixels_were_replaced():
+    occ = _plain()
+    faces = _faces(256, seed=1)
+    masked, masks = _masks(256)
+    table = occ.sample(256, batch=3)
+    out = occ.apply(faces, table, masked, masks)
+    img = np.rint(_to_hwc(out["img"]) * 255).astype(int)
+    changed = np.any(img != faces, axis=-1)
+    for kind in (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON, Kind.SCARF, Kind.OBJECT):
+        rows = np.flatnonzero(table["kind"] == kind)
+        assert rows.size
+        clean = out["msk"][rows] == 1
+        assert not changed[rows][clean].any(), f"{kind.name}: a clean pixel changed"
+        if kind <= Kind.POLYGON:
+            colour = table["colour"][rows].reshape(-1, 1, 1, 3)
+            occluded = ~clean
+            assert np.all((img[rows] == colour).all(-1)[occluded]), f"{kind.name}: not the fill colour"
+    glasses = np.flatnonzero(table["kind"] == Kind.GLASSES)
+    assert not changed[glasses][out["msk"][glasses] == 1].any()
+    none = np.flatnonzero(table["kind"] == Kind.NONE)
+    assert (out["msk"][none] == 1).all() and not changed[none].any()
+    assert np.array_equal(out["img"][none], out["ori"][none])
+
+
+def test_mask3d_rows_carry_the_rendered_mask_and_clean_ori():
+    p = load_profile("ms1m")
+    p = dataclasses.replace(p, kinds={"mask3d": 1.0})
+    occ = FaceOccluder(profile=p, seed=4)
+    faces = _faces(32, seed=2)
+    masked, masks = _masks(32)
+    table = occ.sample(32)
+    out = occ.apply(faces, table, masked, masks)
+    flip = table["flip"] == 1
+    expect = (masks >= 128).astype(np.int32)
+    expect[flip] = expect[flip][:, :, ::-1]
+    assert np.array_equal(out["msk"], expect)
+    ori = _to_hwc(out["ori"]) * 0.5 + 0.5
+    clean = faces / 255.0
+    clean[flip] = clean[flip][:, :, ::-1]
+    assert np.abs(ori - clean).max() < 1e-6
+    assert set(table["m3d_mode"]) <= {M3D_LIGHT, M3D_NOISE, M3D_BLOCK}
+
+
+def test_mask_pixel_augmentation_stays_inside_mask_and_box():
+    p = load_profile("ms1m")
+    p = dataclasses.replace(p, kinds={"mask3d": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0),
+                            flip_p=0.0, normalize=False)
+    occ = FaceOccluder(profile=p, seed=5)
+    faces = _faces(64, seed=3)
+    masked, masks = _masks(64)
+    table = occ.sample(64)
+    out = occ.apply(faces, table, masked, masks)
+    img = np.rint(_to_hwc(out["img"]) * 255).astype(int)
+    changed = np.any(img != masked, axis=-1)
+    ys, xs = np.mgrid[:112, :112]
+    for i, row in enumerate(table):
+        x0, y0, x1, y1 = row["box"]
+        region = (masks[i] < 128) & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        assert not changed[i][~region].any()
+        if row["m3d_mode"] == M3D_BLOCK and region.any():
+            assert (img[i][region] == row["colour"][0]).all()
+
+
+def test_flip_mirrors_img_msk_and_ori_identically():
+    occ = FaceOccluder(seed=2)
+    faces = _faces(32, seed=4)
+    masked, masks = _masks(32)
+    table = occ.sample(32)
+    table["flip"] = 0
+    straight = occ.apply(faces, table, masked, masks)
+    table["flip"] = 1
+    flipped = occ.apply(faces, table, masked, masks)
+    for key in ("img", "ori"):
+        assert np.allclose(flipped[key], straight[key][..., ::-1], atol=1e-6)
+    assert np.array_equal(flipped["msk"], straight["msk"][..., ::-1])
+
+
+def test_lighting_peaks_at_one_and_grayscale_has_equal_channels():
+    p = dataclasses.replace(load_profile("ms1m"), grayscale=True, normalize=False)
+    occ = FaceOccluder(profile=p, seed=6, has_masks=False)
+    out = occ(_faces(16, seed=5))
+    img = out["img"]
+    assert np.allclose(img[:, 0], img[:, 1]) and np.allclose(img[:, 1], img[:, 2])
+    p2 = dataclasses.replace(load_profile("ms1m"), normalize=False)
+    color = FaceOccluder(profile=p2, seed=6, has_masks=False)(_faces(16, seed=5))["img"]
+    assert np.allclose(color.reshape(16, -1).max(axis=1), 1.0)
+
+
+def test_bad_batches_are_refused():
+    occ = FaceOccluder(seed=0)
+    with pytest.raises(ValueError, match="faces must be"):
+        occ(_faces(4, size=96))
+    with pytest.raises(ValueError, match="rows"):
+        occ.apply(_faces(4), occ.sample(5))
+    table = occ.sample(64)
+    assert (table["m3d_slot"] >= 0).any()
+    with pytest.raises(ValueError, match="3D mask"):
+        occ.apply(_faces(64), table)
+    with pytest.raises(ValueError, match="device"):
+        FaceOccluder(device="tpu")
+
+
+def test_any_image_size_works():
+    occ = FaceOccluder(size=(96, 80), seed=1, has_masks=False)
+    faces = np.zeros((8, 96, 80, 3), np.uint8)
+    out = occ(faces)
+    assert out["img"].shape == (8, 3, 96, 80)
+
+
+def test_hash_is_uniform_and_noise_is_standard():
+    counter = np.arange(200000, dtype=np.uint32)
+    u = hashed_uniform(np.uint32(12345), counter)
+    assert u.dtype == np.float32 and u.min() >= 0 and u.max() < 1
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    n = hashed_normal(np.uint32(7), counter, 1)
+    assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01
+    assert mix32(np.uint32(0)) == 0 and mix32(np.uint32(1)) != mix32(np.uint32(2))
