@@ -19,6 +19,10 @@ def compile_options(half: bool) -> tuple[str, ...]:
     return opts + (("-DFO_HALF",) if half else ())
 
 
+def _device_uint8(cp: Any, array: Any) -> Any:
+    return cp.ascontiguousarray(cp.asarray(array, dtype=cp.uint8))
+
+
 class GpuOccluder:
     """Holds the atlas on the device and the compiled kernels; ``apply`` runs a batch in two launches
     on the current CuPy stream, with no per-sample Python loop."""
@@ -43,13 +47,13 @@ class GpuOccluder:
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, grayscale: bool,
               normalize: bool, dtype: np.dtype) -> dict:
         cp = self.cp
-        faces = cp.ascontiguousarray(cp.asarray(faces, dtype=cp.uint8))
+        faces = _device_uint8(cp, faces)
         n, h, w, _ = faces.shape
         half = np.dtype(dtype) == np.float16
         pass1, pass2 = self.kernels(half)
         params = cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
-        masked = self._empty3 if masked_faces is None else cp.ascontiguousarray(masked_faces, cp.uint8)
-        mask = self._empty1 if masks is None else cp.ascontiguousarray(masks, cp.uint8)
+        masked = self._empty3 if masked_faces is None else _device_uint8(cp, masked_faces)
+        mask = self._empty1 if masks is None else _device_uint8(cp, masks)
         out_t = cp.float16 if half else cp.float32
         img = cp.empty((n, 3, h, w), out_t)
         ori = cp.empty((n, 3, h, w), out_t)
