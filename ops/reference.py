@@ -58,20 +58,21 @@ def hashed_normal(seed: np.ndarray, pixel: np.ndarray, channel: int) -> np.ndarr
 
 def shape_coverage(t: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bool [N, H, W]: pixels whose centre a rectangle, ellipse or polygon row covers."""
-    n = t.size
-    ys = np.arange(h).reshape(1, h, 1)
-    xs = np.arange(w).reshape(1, 1, w)
-    kind = t["kind"].reshape(n, 1, 1)
-    box = t["box"].reshape(n, 4, 1, 1)
-    rect = ((kind == Kind.RECTANGLE) & (xs >= box[:, 0]) & (xs < box[:, 2])
-            & (ys >= box[:, 1]) & (ys < box[:, 3]))
+    covered = np.zeros((t.size, h, w), bool)
+    ys, xs = np.arange(h).reshape(1, h, 1), np.arange(w).reshape(1, 1, w)
     X = (xs * SUB + SUB // 2).astype(np.int64)
     Y = (ys * SUB + SUB // 2).astype(np.int64)
-    e = t["ellipse"].astype(np.int64).reshape(n, 4, 1, 1)
+    rows = np.flatnonzero(t["kind"] == Kind.RECTANGLE)
+    box = t["box"][rows].reshape(-1, 4, 1, 1)
+    covered[rows] = (xs >= box[:, 0]) & (xs < box[:, 2]) & (ys >= box[:, 1]) & (ys < box[:, 3])
+    rows = np.flatnonzero(t["kind"] == Kind.ELLIPSE)
+    e = t["ellipse"][rows].astype(np.int64).reshape(-1, 4, 1, 1)
     ax2, ay2 = e[:, 2] * e[:, 2], e[:, 3] * e[:, 3]
     dx, dy = X - e[:, 0], Y - e[:, 1]
-    ellipse = (kind == Kind.ELLIPSE) & (dx * dx * ay2 + dy * dy * ax2 <= ax2 * ay2)
-    return rect | ellipse | ((kind == Kind.POLYGON) & polygon_coverage(t, X, Y))
+    covered[rows] = dx * dx * ay2 + dy * dy * ax2 <= ax2 * ay2
+    rows = np.flatnonzero(t["kind"] == Kind.POLYGON)
+    covered[rows] = polygon_coverage(t[rows], X, Y)
+    return covered
 
 
 def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -104,14 +105,13 @@ def _fixed_point_axis(pos: np.ndarray, start: np.ndarray, length: np.ndarray, sr
     return src0 + i0, src0 + np.minimum(i0 + 1, src_len - 1), u & 255
 
 
-def sample_atlas(t: np.ndarray, atlas: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied RGB int32 [N, H, W, 3] and alpha [N, H, W] of each row's web occluder (alpha 0
-    outside its box)."""
+def sample_atlas(t: np.ndarray, atlas: np.ndarray, xs: np.ndarray, ys: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied RGB [N, Y, X, 3] and alpha [N, Y, X] (int32) of each row's web occluder at the
+    pixels ``ys`` [N, Y] x ``xs`` [N, X]; alpha is 0 outside the row's box."""
     n = t.size
-    box = t["box"].astype(np.int64)
-    src = t["src"].astype(np.int64)
-    xs = np.arange(w).reshape(1, w)
-    ys = np.arange(h).reshape(1, h)
+    box = t["box"].astype(np.int32)
+    src = t["src"].astype(np.int32)
     x0, y0, x1, y1 = (box[:, k:k + 1] for k in range(4))
     sx, sy, sw, sh = (src[:, k:k + 1] for k in range(4))
     ix0, ix1, fx = _fixed_point_axis(xs, x0, x1 - x0, sx, sw)
@@ -120,7 +120,7 @@ def sample_atlas(t: np.ndarray, atlas: np.ndarray, h: int, w: int) -> tuple[np.n
     fx, fy = fx[:, None, :, None], fy[:, :, None, None]
 
     def tap(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-        return atlas[entry, iy[:, :, None], ix[:, None, :]].astype(np.int64)
+        return atlas[entry, iy[:, :, None], ix[:, None, :]].astype(np.int32)
 
     top = tap(iy0, ix0) * (256 - fx) + tap(iy0, ix1) * fx
     bottom = tap(iy1, ix0) * (256 - fx) + tap(iy1, ix1) * fx
@@ -131,71 +131,100 @@ def sample_atlas(t: np.ndarray, atlas: np.ndarray, h: int, w: int) -> tuple[np.n
 
 
 def composite_web(canvas: np.ndarray, t: np.ndarray, premul: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Lay the sampled occluders over ``canvas`` (int, [N, H, W, 3]); returns the occluded pixels."""
-    blend = t["blend"].reshape(-1, 1, 1, 1) == 1
+    """Lay the sampled occluders over ``canvas`` (int32 [N, Y, X, 3], in place); returns the occluded
+    pixels."""
     a = alpha[..., None]
-    replaced = (a > t["replace_alpha"].reshape(-1, 1, 1, 1)) & ~blend
-    straight = np.minimum((premul * 255 + a // 2) // np.maximum(a, 1), 255)
-    mixed = (canvas * (255 - a) + premul * 255 + 127) // 255
-    canvas[...] = np.where(blend, mixed, np.where(replaced, straight, canvas))
+    blend = np.flatnonzero(t["blend"] == 1)
+    canvas[blend] = (canvas[blend] * (255 - a[blend]) + premul[blend] * 255 + 127) // 255
+    rep = np.flatnonzero(t["blend"] != 1)
+    replaced = a[rep] > t["replace_alpha"][rep].reshape(-1, 1, 1, 1)
+    straight = np.minimum((premul[rep] * 255 + a[rep] // 2) // np.maximum(a[rep], 1), 255)
+    canvas[rep] = np.where(replaced, straight, canvas[rep])
     return alpha > t["mask_alpha"].reshape(-1, 1, 1)
 
 
-def augment_mask_pixels(canvas: np.ndarray, occluded: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Step 4 on float32 ``canvas`` [N, H, W, 3] for the rows of kind mask3d; returns the canvas."""
+def occlude_web(canvas: np.ndarray, occluded: np.ndarray, t: np.ndarray, atlas: np.ndarray) -> None:
+    """Step 3 in place on uint8 ``canvas`` [N, H, W, 3] and ``occluded`` for web rows ``t``.
+
+    Works on a window per row (the row's box clipped to the image, all windows of one size), which
+    gives the same pixels as the whole frame: outside its box a row's alpha is 0.
+    """
     n, h, w, _ = canvas.shape
-    ys = np.arange(h, dtype=np.float32).reshape(1, h, 1) + np.float32(0.5)
-    xs = np.arange(w, dtype=np.float32).reshape(1, 1, w) + np.float32(0.5)
-    box = t["box"].reshape(n, 4, 1, 1)
+    box = t["box"]
+    x0, y0 = np.clip(box[:, 0], 0, w), np.clip(box[:, 1], 0, h)
+    ww = max(1, int((np.clip(box[:, 2], 0, w) - x0).max()))
+    wh = max(1, int((np.clip(box[:, 3], 0, h) - y0).max()))
+    ox, oy = np.minimum(x0, w - ww), np.minimum(y0, h - wh)
+    xs = ox[:, None] + np.arange(ww)
+    ys = oy[:, None] + np.arange(wh)
+    rows = np.arange(n)[:, None, None]
+    window = (rows, ys[:, :, None], xs[:, None, :])
+    premul, alpha = sample_atlas(t, atlas, xs, ys)
+    sub = canvas[window].astype(np.int32)
+    occluded[window] |= composite_web(sub, t, premul, alpha)
+    canvas[window] = sub
+
+
+def augment_mask_pixels(v: np.ndarray, occluded: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Step 4, in place on float32 ``v`` [N, H, W, 3] of mask3d rows ``t``; returns ``v``."""
+    n, h, w, _ = v.shape
     yi, xi = np.arange(h).reshape(1, h, 1), np.arange(w).reshape(1, 1, w)
-    region = (occluded & (t["kind"] == Kind.MASK3D).reshape(n, 1, 1)
-              & (xi >= box[:, 0]) & (xi < box[:, 2]) & (yi >= box[:, 1]) & (yi < box[:, 3]))
-    mode = t["m3d_mode"].reshape(n, 1, 1)
-    m = t["m3d"].reshape(n, 4, 1, 1)
-    dx, dy = xs - m[:, 0], ys - m[:, 1]
-    two_s2 = np.float32(2) * m[:, 2] * m[:, 2]
-    two_s2 = np.where(two_s2 > 0, two_s2, np.float32(1))
-    light = m[:, 3] * np.float32(255) * np.exp(-(dx * dx + dy * dy) / two_s2)
-    pixel = (yi * w + xi).astype(np.uint32)
-    seed = t["noise_seed"].reshape(n, 1, 1)
-    for c in range(3):
-        jitter = t["jitter"][:, c].reshape(n, 1, 1)
-        noise = m[:, 0] * hashed_normal(seed, pixel, c)
-        add = np.where(mode == M3D_LIGHT, light, np.where(mode == M3D_NOISE, noise, np.float32(0)))
-        value = np.where(mode == M3D_BLOCK, t["colour"][:, c].reshape(n, 1, 1).astype(np.float32),
-                         canvas[..., c] + add * jitter)
-        canvas[..., c] = np.where(region, np.clip(value, 0, 255), canvas[..., c])
-    return canvas
+    box = t["box"].reshape(n, 4, 1, 1)
+    region = occluded & (xi >= box[:, 0]) & (xi < box[:, 2]) & (yi >= box[:, 1]) & (yi < box[:, 3])
+    value = v.copy()
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_LIGHT)
+    if rows.size:
+        m = t["m3d"][rows].reshape(-1, 4, 1, 1)
+        dx = xi.astype(np.float32) + np.float32(0.5) - m[:, 0]
+        dy = yi.astype(np.float32) + np.float32(0.5) - m[:, 1]
+        two_s2 = np.float32(2) * m[:, 2] * m[:, 2]
+        light = m[:, 3] * np.float32(255) * np.exp(-(dx * dx + dy * dy) / two_s2)
+        value[rows] = v[rows] + light[..., None] * t["jitter"][rows].reshape(-1, 1, 1, 3)
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_NOISE)
+    if rows.size:
+        pixel = (yi * w + xi).astype(np.uint32)
+        seed = t["noise_seed"][rows].reshape(-1, 1, 1)
+        sigma = t["m3d"][rows, 0].reshape(-1, 1, 1)
+        for c in range(3):
+            noise = sigma * hashed_normal(seed, pixel, c)
+            value[rows, ..., c] = v[rows, ..., c] + noise * t["jitter"][rows, c].reshape(-1, 1, 1)
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_BLOCK)
+    value[rows] = t["colour"][rows].reshape(-1, 1, 1, 3)
+    np.copyto(v, np.clip(value, 0, 255), where=region[..., None])
+    return v
 
 
-def face_lighting(canvas: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Step 5: float32 [N, H, W, 3] in [0, 1]."""
-    n, h, w, _ = canvas.shape
+def face_lighting(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Step 5, in place on ``v`` = canvas / 255 [N, 3, H, W] of rows with lighting; returns ``v``."""
+    n, _, h, w = v.shape
     lp = t["light_params"]
-    two_s2 = np.float32(2) * lp[:, 3] * lp[:, 3]
-    on = t["light"] == 1
-    safe = np.where(on, two_s2, np.float32(1))
+    two_s2 = (np.float32(2) * lp[:, 3] * lp[:, 3])[:, None]
     dx = np.arange(w, dtype=np.float32)[None] + np.float32(0.5) - lp[:, 0:1]
     dy = np.arange(h, dtype=np.float32)[None] + np.float32(0.5) - lp[:, 1:2]
-    lx = np.exp(-(dx * dx) / safe[:, None])
-    ly = np.exp(-(dy * dy) / safe[:, None])
-    v = canvas * np.float32(1 / 255)
-    lit = np.minimum(v * (ly[:, :, None, None] * lx[:, None, :, None]) * lp[:, 2].reshape(n, 1, 1, 1),
-                     np.float32(1))
-    peak = lit.reshape(n, -1).max(axis=1)
-    lit = lit / np.where(peak > 0, peak, np.float32(1)).reshape(n, 1, 1, 1)
-    return np.where(on.reshape(n, 1, 1, 1), lit, v)
+    lx, ly = np.exp(-(dx * dx) / two_s2), np.exp(-(dy * dy) / two_s2)
+    v *= (ly[:, :, None] * lx[:, None, :])[:, None]
+    v *= lp[:, 2].reshape(n, 1, 1, 1)
+    np.minimum(v, np.float32(1), out=v)
+    peak = v.reshape(n, -1).max(axis=1)
+    v /= np.where(peak > 0, peak, np.float32(1)).reshape(n, 1, 1, 1)
+    return v
 
 
-def finish(v: np.ndarray, flip: np.ndarray, grayscale: bool, normalize: bool, dtype: type) -> np.ndarray:
-    """Step 6: flip, grayscale, normalization; [N, H, W, 3] -> [N, 3, H, W] of ``dtype``."""
-    v = np.where(flip.reshape(-1, 1, 1, 1) == 1, v[:, :, ::-1], v)
+def finish(v: np.ndarray, grayscale: bool, normalize: bool, dtype: type) -> np.ndarray:
+    """Step 6 (after the flip) on float32 ``v`` [N, 3, H, W] in [0, 1], in place: grayscale and
+    normalization; returns it as ``dtype``."""
     if grayscale:
-        g = v[..., 0] * GRAY[0] + v[..., 1] * GRAY[1] + v[..., 2] * GRAY[2]
-        v = np.repeat(g[..., None], 3, axis=-1)
+        v[:, :] = (v[:, 0] * GRAY[0] + v[:, 1] * GRAY[1] + v[:, 2] * GRAY[2])[:, None]
     if normalize:
-        v = (v - np.float32(0.5)) / np.float32(0.5)
-    return np.ascontiguousarray(v.transpose(0, 3, 1, 2), dtype=dtype)
+        v -= np.float32(0.5)
+        v /= np.float32(0.5)
+    return v.astype(dtype, copy=False)
+
+
+def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(flip == 1)
+    a[rows] = a[rows, ..., ::-1]
+    return a
 
 
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
@@ -209,24 +238,38 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     ``dtype``, ``msk`` [N, H, W] int32 (1 clean, 0 occluded) and ``kind`` [N] int8.
     """
     n, h, w, _ = faces.shape
-    canvas = faces.astype(np.int64)
+    canvas = faces.copy()
     occluded = np.zeros((n, h, w), bool)
-    slots = t["m3d_slot"]
-    rows = np.flatnonzero(slots >= 0)
-    if rows.size:
-        canvas[rows] = masked_faces[slots[rows]]
-        occluded[rows] = masks[slots[rows]] < 128
-    covered = shape_coverage(t, h, w)
-    canvas = np.where(covered[..., None], t["colour"].reshape(n, 1, 1, 3), canvas)
-    occluded |= covered
-    web = np.flatnonzero(np.isin(t["kind"], (Kind.GLASSES, Kind.SCARF, Kind.OBJECT)))
-    if web.size:
-        premul, alpha = sample_atlas(t[web], atlas, h, w)
-        sub = canvas[web]
-        occluded[web] |= composite_web(sub, t[web], premul, alpha)
-        canvas[web] = sub
-    v = augment_mask_pixels(canvas.astype(np.float32), occluded, t)
-    img = finish(face_lighting(v, t), t["flip"], grayscale, normalize, dtype)
-    ori = finish(faces.astype(np.float32) * np.float32(1 / 255), t["flip"], grayscale, normalize, dtype)
-    msk = np.where(t["flip"].reshape(-1, 1, 1) == 1, occluded[:, :, ::-1], occluded)
-    return {"img": img, "msk": (~msk).astype(np.int32), "ori": ori, "kind": t["kind"].astype(np.int8)}
+    m3d = np.flatnonzero(t["m3d_slot"] >= 0)
+    if m3d.size:
+        canvas[m3d] = masked_faces[t["m3d_slot"][m3d]]
+        occluded[m3d] = masks[t["m3d_slot"][m3d]] < 128
+    shapes = np.flatnonzero(np.isin(t["kind"], (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON)))
+    if shapes.size:
+        covered = shape_coverage(t[shapes], h, w)
+        canvas[shapes] = np.where(covered[..., None], t["colour"][shapes].reshape(-1, 1, 1, 3), canvas[shapes])
+        occluded[shapes] |= covered
+    for kind in (Kind.GLASSES, Kind.SCARF, Kind.OBJECT):
+        rows = np.flatnonzero(t["kind"] == kind)
+        if rows.size:
+            sub, sub_occluded = canvas[rows], occluded[rows]
+            occlude_web(sub, sub_occluded, t[rows], atlas)
+            canvas[rows], occluded[rows] = sub, sub_occluded
+    v = canvas.transpose(0, 3, 1, 2).astype(np.float32)
+    if m3d.size:
+        augmented = augment_mask_pixels(canvas[m3d].astype(np.float32), occluded[m3d], t[m3d])
+        v[m3d] = augmented.transpose(0, 3, 1, 2)
+    v *= np.float32(1 / 255)
+    lit = np.flatnonzero(t["light"] == 1)
+    if lit.size == n:
+        face_lighting(v, t)
+    elif lit.size:
+        v[lit] = face_lighting(v[lit], t[lit])
+    img = finish(_flip_rows(v, t["flip"]), grayscale, normalize, dtype)
+    clean = _flip_rows(faces.transpose(0, 3, 1, 2).copy(), t["flip"])
+    if grayscale:
+        ori = finish(clean * np.float32(1 / 255), grayscale, normalize, dtype)
+    else:
+        ori = finish(np.arange(256, dtype=np.float32) * np.float32(1 / 255), False, normalize, dtype)[clean]
+    msk = _flip_rows(~occluded, t["flip"]).astype(np.int32)
+    return {"img": img, "msk": msk, "ori": ori, "kind": t["kind"].astype(np.int8)}
