@@ -247,7 +247,8 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     shapes = np.flatnonzero(np.isin(t["kind"], (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON)))
     if shapes.size:
         covered = shape_coverage(t[shapes], h, w)
-        canvas[shapes] = np.where(covered[..., None], t["colour"][shapes].reshape(-1, 1, 1, 3), canvas[shapes])
+        colour = t["colour"][shapes].reshape(-1, 1, 1, 3)
+        canvas[shapes] = np.where(covered[..., None], colour, canvas[shapes])
         occluded[shapes] |= covered
     for kind in (Kind.GLASSES, Kind.SCARF, Kind.OBJECT):
         rows = np.flatnonzero(t["kind"] == kind)
