@@ -75,6 +75,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from faceocc.preview import make_preview
+
+    out = make_preview(args.dir, args.out, profile=args.profile, device=args.device,
+                       occluders=args.occluders, per_kind=args.per_kind, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``faceocc`` sub-command."""
     p = argparse.ArgumentParser(prog="faceocc", description=__doc__)
@@ -100,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--workers", type=int, default=None)
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("preview", help="contact sheet: occluded face, mask overlay, clean face per kind")
+    s.add_argument("dir")
+    s.add_argument("--out", default="preview.png")
+    s.add_argument("--profile", default="ms1m", help="ms1m, casia or a YAML file")
+    s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    s.add_argument("--occluders", default=None, help="folder of RGBA occluders (MSML layout)")
+    s.add_argument("--per-kind", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_preview)
 
     s = sub.add_parser("demo", help="build a small embedded dataset and run on it")
     s.add_argument("--out", help="keep the demo dataset in this folder")

@@ -147,3 +147,18 @@ def test_demo_runs(tmp_path, capsys, extra):
     args = ["demo"] + ([*extra, str(tmp_path / "demo")] if extra else [])
     assert main(args) == 0
     assert "insightface" in capsys.readouterr().out
+
+
+def test_preview_writes_a_row_per_kind(small_dataset, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    assert main(["preview", str(small_dataset), "--out", str(out), "--per-kind", "2"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (64 + 2 * (3 * 112 + 8), 7 * (112 + 4))   # no mask records: 7 kinds
+    for name in ("mask_out", "mask"):
+        shutil.copy(small_dataset / "train.rec", small_dataset / f"{name}.rec")
+        shutil.copy(small_dataset / "train.idx", small_dataset / f"{name}.idx")
+    assert main(["preview", str(small_dataset), "--out", str(out), "--per-kind", "1"]) == 0
+    with Image.open(out) as im:
+        assert im.size[1] == 8 * (112 + 4)

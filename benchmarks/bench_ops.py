@@ -1,0 +1,118 @@
+"""Throughput of the occlusion operators alone (no decode): the NumPy twin on one CPU core, and the
+CUDA kernels on the GPU when one is present.
+
+    python benchmarks/bench_ops.py [--twin-batch 256] [--gpu-batch 512] [--profile ms1m]
+
+Targets (issue 3): twin >= 3,000 img/s on one core at batch 256; kernel >= 1,000,000 img/s at
+batch 512, 112 x 112, on an H100.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import write_result  # noqa: E402
+from ops import FaceOccluder  # noqa: E402
+
+
+def face_batch(n: int, size: int = 112, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real faces (../shared/data/faces when present, else the embedded sample), jittered; plus
+    masked faces and masks for the mask3d rows."""
+    from PIL import Image
+
+    from faceocc.example import base_face
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+    sources = [base_face(size)]
+    if shared.is_dir():
+        for f in sorted(shared.iterdir()):
+            sources.append(np.asarray(Image.open(f).convert("RGB").resize((size, size))))
+    rng = np.random.default_rng(seed)
+    faces = np.stack([np.roll(sources[i % len(sources)], rng.integers(-4, 5, 2), axis=(0, 1))
+                      for i in range(n)])
+    masked = faces.copy()
+    masks = np.full((n, size, size), 255, np.uint8)
+    masks[:, size // 2:, size // 6: 5 * size // 6] = 0
+    masked[masks == 0] = (90, 140, 200)
+    return faces, masked, masks
+
+
+def time_twin(occ: FaceOccluder, batch: int, repeats: int) -> dict:
+    faces, masked, masks = face_batch(batch)
+    tables = [occ.sample(batch, batch=i) for i in range(repeats + 1)]
+    occ.apply(faces, tables[0], masked, masks)
+    t = time.perf_counter()
+    for table in tables[1:]:
+        occ.apply(faces, table, masked, masks)
+    apply_s = (time.perf_counter() - t) / repeats
+    t = time.perf_counter()
+    for i in range(repeats):
+        occ.sample(batch, batch=i)
+    sample_s = (time.perf_counter() - t) / repeats
+    return {"twin_img_per_s": batch / apply_s, "sampler_img_per_s": batch / sample_s, "twin_batch": batch}
+
+
+def time_kernel(profile: str, batch: int, repeats: int, dtype: type) -> dict:
+    import cupy as cp
+
+    occ = FaceOccluder(profile=profile, device="gpu", seed=0, dtype=dtype)
+    faces, masked, masks = (cp.asarray(a) for a in face_batch(batch))
+    tables = [occ.sample(batch, batch=i) for i in range(8)]
+    for table in tables:
+        occ.apply(faces, table, masked, masks)
+    cp.cuda.Device().synchronize()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    for i in range(repeats):
+        occ.apply(faces, tables[i % len(tables)], masked, masks)
+    stop.record()
+    stop.synchronize()
+    seconds = cp.cuda.get_elapsed_time(start, stop) / 1000 / repeats
+    name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return {f"kernel_img_per_s_{np.dtype(dtype).name}": batch / seconds, "gpu_batch": batch, "gpu_name": name}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--profile", default="ms1m")
+    ap.add_argument("--twin-batch", type=int, default=256)
+    ap.add_argument("--gpu-batch", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", UserWarning)
+    figures = time_twin(FaceOccluder(profile=args.profile, seed=0), args.twin_batch, args.repeats)
+    try:
+        import cupy
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    if has_gpu:
+        for dtype in (np.float32, np.float16):
+            figures.update(time_kernel(args.profile, args.gpu_batch, 200, dtype))
+    targets = {"twin_img_per_s": 3000, "kernel_img_per_s_float32": 1_000_000}
+    figures["targets"] = {k: {"target": v, "met": (figures[k] >= v) if k in figures else None}
+                          for k, v in targets.items()}
+    if not has_gpu:
+        figures["targets"]["kernel_img_per_s_float32"]["note"] = "no GPU on this machine: not measured"
+    path = write_result("ops", {"profile": args.profile, "size": [112, 112], "threads": 1}, figures, args.out)
+    print({k: v for k, v in figures.items() if k != "targets"})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Contact sheets: one row per occluder kind, each sample as occluded face | mask overlay | clean face."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dali_pipes.dataset_info import mask_paths
+from dali_pipes.recordio import RecordDataset, decode_image
+from ops import KIND_NAMES, FaceOccluder, Kind, load_profile
+
+LABEL_W = 64
+
+
+def _rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.shape[:2] != size:
+        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    return image
+
+
+def load_faces(data_dir: str | os.PathLike, n: int, size: tuple[int, int] = (112, 112), seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``n`` faces drawn from the dataset (with their masked faces and masks when records exist)."""
+    with RecordDataset(data_dir) as ds:
+        if len(ds) == 0:
+            raise ValueError(f"{data_dir} holds no image records")
+        keys = np.random.default_rng(seed).choice(ds.image_keys, size=n, replace=len(ds) < n)
+        faces = np.stack([_rgb(decode_image(ds.read(int(k))[1]), size) for k in keys])
+    paths = mask_paths(data_dir)
+    if paths is None:
+        return faces, None, None
+    with RecordDataset(paths["mask_out"]) as mo, RecordDataset(paths["mask"]) as mk:
+        masked = np.stack([_rgb(decode_image(mo.read(int(k))[1]), size) for k in keys])
+        masks = np.stack([_rgb(decode_image(mk.read(int(k))[1]), size)[..., 0] for k in keys])
+    return faces, masked, masks
+
+
+def _to_uint8(chw: np.ndarray, normalized: bool) -> np.ndarray:
+    v = chw.astype(np.float32).transpose(1, 2, 0)
+    v = v * 0.5 + 0.5 if normalized else v
+    return np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: str = "ms1m",
+                 device: str = "cpu", occluders: str | None = None, per_kind: int = 4, seed: int = 0,
+                 size: tuple[int, int] = (112, 112)) -> Path:
+    """Write a PNG contact sheet for every kind the dataset allows; returns its path."""
+    from PIL import Image, ImageDraw
+
+    faces, masked, masks = load_faces(data_dir, per_kind * len(Kind), size, seed)
+    base = load_profile(profile)
+    kinds = [k for k in Kind if k != Kind.MASK3D or masks is not None]
+    h, w = size
+    sheet = Image.new("RGB", (LABEL_W + per_kind * (3 * w + 8), len(kinds) * (h + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for r, kind in enumerate(kinds):
+        only = dataclasses.replace(base, kinds={KIND_NAMES[kind]: 1.0})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            occ = FaceOccluder(profile=only, occluders=occluders, size=size, device=device, seed=seed + r)
+        rows = slice(r * per_kind, (r + 1) * per_kind)
+        args = (masked[rows], masks[rows]) if kind == Kind.MASK3D else (None, None)
+        if device == "gpu":
+            import cupy as cp
+
+            result = occ(cp.asarray(faces[rows]), *(None if a is None else cp.asarray(a) for a in args))
+            result = {k: cp.asnumpy(v) for k, v in result.items()}
+        else:
+            result = occ(faces[rows], *args)
+        draw.text((4, r * (h + 4) + h // 2 - 6), KIND_NAMES[kind], fill=(0, 0, 0))
+        for c in range(per_kind):
+            img = _to_uint8(result["img"][c], base.normalize)
+            ori = _to_uint8(result["ori"][c], base.normalize)
+            overlay = ori.copy()
+            hole = result["msk"][c] == 0
+            overlay[hole] = (0.4 * overlay[hole] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
+            x = LABEL_W + c * (3 * w + 8)
+            sheet.paste(Image.fromarray(np.concatenate([img, overlay, ori], axis=1)), (x, r * (h + 4)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
