@@ -46,12 +46,19 @@ class GpuOccluder:
 
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, grayscale: bool,
               normalize: bool, dtype: np.dtype) -> dict:
+        """Apply a host parameter table to device (or host) uint8 faces [N, H, W, 3]."""
+        params = self.cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
+        return self.apply_device(faces, params, masked_faces, masks, grayscale, normalize, dtype)
+
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any, masks: Any, grayscale: bool,
+                     normalize: bool, dtype: np.dtype) -> dict:
+        """Like :meth:`apply`, with the table already on the device as uint8 rows [N, row bytes]."""
         cp = self.cp
         faces = _device_uint8(cp, faces)
         n, h, w, _ = faces.shape
         half = np.dtype(dtype) == np.float16
         pass1, pass2 = self.kernels(half)
-        params = cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
+        params = cp.ascontiguousarray(params).reshape(n, PARAM_DTYPE.itemsize)
         masked = self._empty3 if masked_faces is None else _device_uint8(cp, masked_faces)
         mask = self._empty1 if masks is None else _device_uint8(cp, masks)
         out_t = cp.float16 if half else cp.float32
@@ -65,5 +72,5 @@ class GpuOccluder:
                                  np.int32(w), np.int32(grayscale), np.int32(normalize), lit, ori, msk, peak))
         pass2(grid, (THREADS,), (lit, params, peak, np.int32(h), np.int32(w), np.int32(grayscale),
                                  np.int32(normalize), img))
-        kind = cp.asarray(np.ascontiguousarray(table["kind"], np.int8))
+        kind = params.view(cp.int32)[:, 0].astype(cp.int8)
         return {"img": img, "msk": msk, "ori": ori, "kind": kind}
