@@ -76,11 +76,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from faceocc.preview import make_preview
+    from faceocc.preview import make_mask_sheet, make_preview
+
+    if args.masks:
+        print(f"wrote {make_mask_sheet(args.dir, args.out, count=args.count, seed=args.seed)}")
+        return 0
 
     out = make_preview(args.dir, args.out, profile=args.profile, device=args.device,
                        occluders=args.occluders, per_kind=args.per_kind, seed=args.seed)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from dali_pipes.placement import distributed_placement
+    from render.job import RenderJob
+
+    if args.target[0] == "merge":
+        if len(args.target) != 2:
+            print("usage: faceocc render merge DIR", file=sys.stderr)
+            return 2
+        for path in RenderJob.resume(args.target[1]).merge(overwrite=args.overwrite).values():
+            print(f"wrote {path}")
+        return 0
+    if len(args.target) != 1:
+        print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
+        return 2
+    shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
+    job = RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
+                    args.batch_size, args.workers, args.landmark_model)
+    job.run(shard_id, num_shards, overwrite=args.overwrite)
+    if num_shards == 1:
+        for path in job.merge(overwrite=args.overwrite).values():
+            print(f"wrote {path}")
+    else:
+        left = len(job.pending(shard_id, num_shards))
+        print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
+              f"faceocc render merge {args.target[0]}")
     return 0
 
 
@@ -117,8 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     s.add_argument("--occluders", default=None, help="folder of RGBA occluders (MSML layout)")
     s.add_argument("--per-kind", type=int, default=4)
+    s.add_argument("--masks", action="store_true",
+                   help="show the offline masks instead: masked face | mask | face, from mask_out/mask")
+    s.add_argument("--count", type=int, default=32, help="faces on the --masks sheet")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_preview)
+
+    s = sub.add_parser("render", help="offline 3D face masks -> mask_out.rec / mask.rec (or: render merge DIR)")
+    s.add_argument("target", nargs="+", metavar="DIR", help="dataset folder, or: merge DIR")
+    s.add_argument("--landmarks", choices=["template", "insightface"], default="template")
+    s.add_argument("--landmark-model", default=None, help="path of 1k3d68.onnx (insightface landmarks)")
+    s.add_argument("--textures", default=None, help="folder of mask textures (default: insightface's)")
+    s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="replace existing mask_out/mask records")
+    s.add_argument("--shard-id", type=int, default=None)
+    s.add_argument("--num-shards", type=int, default=None)
+    s.add_argument("--chunk-size", type=int, default=4096)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--workers", type=int, default=None, help="decode/encode threads")
+    s.set_defaults(func=cmd_render)
 
     s = sub.add_parser("demo", help="build a small embedded dataset and run on it")
     s.add_argument("--out", help="keep the demo dataset in this folder")
@@ -131,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecordIOError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (RecordIOError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -88,3 +88,23 @@ def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: s
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out
+
+
+def make_mask_sheet(data_dir: str | os.PathLike, out: str | os.PathLike, count: int = 32, seed: int = 0,
+                    columns: int = 8, size: tuple[int, int] = (112, 112)) -> Path:
+    """A PNG of ``count`` faces from the offline renders: masked face | mask | face."""
+    from PIL import Image
+
+    if mask_paths(data_dir) is None:
+        raise ValueError(f"{data_dir} has no mask_out/mask records; run `faceocc render {data_dir}` first")
+    faces, masked, masks = load_faces(data_dir, count, size, seed)
+    h, w = size
+    rows = -(-count // columns)
+    sheet = Image.new("RGB", (columns * (3 * w + 6), rows * (h + 6)), (255, 255, 255))
+    for i in range(count):
+        tile = np.concatenate([masked[i], np.repeat(masks[i][..., None], 3, axis=2), faces[i]], axis=1)
+        sheet.paste(Image.fromarray(tile), ((i % columns) * (3 * w + 6), (i // columns) * (h + 6)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out

@@ -83,8 +83,9 @@ class OccluderBank:
         return cls.from_images(images, str(root), cell)
 
 
-def load_rgba(path: Path) -> np.ndarray | None:
-    """An image as straight-alpha RGBA; a flat background is keyed out when there is no alpha."""
+def load_rgba(path: Path, key_out: bool = True) -> np.ndarray | None:
+    """An image as straight-alpha RGBA; without alpha, a flat background is keyed out (``key_out``)
+    or the whole image is kept opaque."""
     from PIL import Image
 
     try:
@@ -93,18 +94,24 @@ def load_rgba(path: Path) -> np.ndarray | None:
             rgba = np.array(im.convert("RGBA"))
     except (OSError, ValueError):
         return None
-    if not has_alpha or rgba[..., 3].min() == 255:
+    if key_out and (not has_alpha or rgba[..., 3].min() == 255):
         rgba[..., 3] = key_out_background(rgba[..., :3])
     return rgba if (rgba[..., 3] > 0).any() else None
 
 
 def key_out_background(rgb: np.ndarray, tolerance: float = 40.0) -> np.ndarray:
-    """Alpha that is 0 on the flat background colour (the median of the border) and 255 elsewhere,
-    with a soft edge of ``tolerance`` grey levels."""
+    """Alpha that is 0 on the flat background (the median colour of the border, where connected to
+    the border) and 255 elsewhere, with a soft edge of ``tolerance`` grey levels."""
+    from scipy import ndimage
+
     border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(np.float32)
     background = np.median(border, axis=0)
     distance = np.linalg.norm(rgb.astype(np.float32) - background, axis=-1)
-    return np.clip((distance - tolerance / 2) * (255.0 / tolerance), 0, 255).astype(np.uint8)
+    near, count = ndimage.label(distance < tolerance)
+    edge = np.unique(np.concatenate([near[0], near[-1], near[:, 0], near[:, -1]]))
+    outside = np.isin(near, edge[edge > 0])
+    soft = np.clip((distance - tolerance / 2) * (255.0 / tolerance), 0, 255)
+    return np.where(outside, soft, 255).astype(np.uint8)
 
 
 def _fit(rgba: np.ndarray, cell: int) -> np.ndarray | None:

@@ -53,3 +53,20 @@ def test_mxnet_reads_what_faceocc_writes(tmp_path):
         assert got["records"] == _ours(rec)
         with RecordDataset(rec) as ds:
             assert got["sequential_count"] == ds.keys.size
+
+
+def test_mxnet_reads_rendered_mask_records(tmp_path):
+    from datasets import face_dataset
+
+    from faceocc.cli import main
+
+    data = face_dataset(tmp_path / "d", identities=3, per_identity=3)
+    assert main(["render", str(data), "--chunk-size", "4"]) == 0
+    recs = [data / "train.rec", data / "mask_out.rec", data / "mask.rec"]
+    seen = _mxnet_reads(*recs)
+    train = seen[str(recs[0])]["records"]
+    for rec in recs[1:]:
+        got = seen[str(rec)]["records"]
+        assert got == _ours(rec)
+        assert sorted(got) == sorted(train)
+        assert all(got[k][:4] == train[k][:4] for k in train)       # same flag, label, id, id2

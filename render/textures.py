@@ -1,0 +1,52 @@
+"""Mask textures: the four mask images inside the insightface package by default, or a folder.
+
+Each becomes a fixed-size RGBA texture (premultiplied by alpha, so bilinear sampling has no fringes).
+The package's four are full-frame fabric; a folder's images without alpha get their flat background
+(connected to the border) keyed out, and every texture is cropped to what remains.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ops.atlas import IMAGE_SUFFIXES, load_rgba
+
+TEX_H, TEX_W = 128, 256
+INSIGHTFACE_MASKS = ("mask_white.jpg", "mask_blue.jpg", "mask_black.jpg", "mask_green.jpg")
+
+
+def _prepare(rgba: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    ys, xs = np.nonzero(rgba[..., 3] > 8)
+    rgba = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    im = Image.fromarray(np.ascontiguousarray(rgba), "RGBA").convert("RGBa")
+    return np.array(im.resize((TEX_W, TEX_H), Image.LANCZOS))     # premultiplied (mode RGBa)
+
+
+def load_textures(folder: str | os.PathLike | None = None) -> tuple[np.ndarray, list[str]]:
+    """Textures [K, TEX_H, TEX_W, 4] uint8 (premultiplied RGBA) and their names."""
+    if folder is None:
+        from faceocc.example import package_file
+
+        files = [package_file("insightface", "data", "images", name) for name in INSIGHTFACE_MASKS]
+        files = [f for f in files if f is not None]
+        where = "the insightface package (data/images/mask_*.jpg)"
+    else:
+        root = Path(folder)
+        if not root.is_dir():
+            raise FileNotFoundError(f"texture folder not found: {root}")
+        files = sorted(f for f in root.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        where = str(root)
+    textures, names = [], []
+    for f in files:
+        rgba = load_rgba(Path(f), key_out=folder is not None)   # the package's four are full-frame
+        if rgba is not None and (rgba[..., 3] > 8).sum() > 64:
+            textures.append(_prepare(rgba))
+            names.append(Path(f).name)
+    if not textures:
+        raise ValueError(f"no usable mask texture in {where}")
+    return np.stack(textures), names
