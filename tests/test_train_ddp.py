@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,5 @@ def test_two_cpu_ranks_train_a_few_steps(tmp_path):
                            "--device", "cpu", "--steps", "3", "--batch-size", "8"],
                           capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("rank ")]
-    assert sorted(line.split()[1] for line in lines) == ["0/2", "1/2"]
-    assert all("steps=3" in line and "img/s=" in line for line in lines)
+    reports = re.findall(r"rank (\d)/2 device=cpu steps=3 loss=[\d.]+ img/s=[\d.]+", done.stdout)
+    assert sorted(reports) == ["0", "1"], done.stdout      # two ranks may print on one line
