@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from dali_pipes.recordio import RecordIOError
@@ -66,12 +65,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from dali_pipes.dataset_info import describe
-    from faceocc.example import make_example_dataset
+    from faceocc.demo import run_demo
 
-    with tempfile.TemporaryDirectory(prefix="faceocc-demo-") as tmp:
-        out = Path(args.out) if args.out else Path(tmp)
-        make_example_dataset(out)
-        _print_info(describe(out))
+    device = None if args.device == "auto" else args.device
+    result = run_demo(args.data, args.out, args.batches, args.batch_size, device, args.profile, args.occluders,
+                      args.seed, progress=not args.quiet)
+    _print_info(describe(result.data_dir))
+    print(f"kinds seen  {', '.join(f'{k} {v}' for k, v in result.kinds.items())}")
+    print(result.summary())
     return 0
 
 
@@ -170,8 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="decode/encode threads")
     s.set_defaults(func=cmd_render)
 
-    s = sub.add_parser("demo", help="build a small embedded dataset and run on it")
-    s.add_argument("--out", help="keep the demo dataset in this folder")
+    s = sub.add_parser("demo", help="run the loader on an embedded dataset (or --data DIR); preview + img/s")
+    s.add_argument("--data", default=None, help="your dataset folder instead of the embedded one")
+    s.add_argument("--out", default="faceocc-demo", help="folder for the preview, summary and embedded dataset")
+    s.add_argument("--batches", type=int, default=300)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    s.add_argument("--profile", default="ms1m", help="ms1m, casia or a YAML file")
+    s.add_argument("--occluders", default=None, help="folder of RGBA occluders (MSML layout)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,44 +50,56 @@ def _to_uint8(chw: np.ndarray, normalized: bool) -> np.ndarray:
     return np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+def triptych(img: np.ndarray, msk: np.ndarray, ori: np.ndarray, normalized: bool) -> np.ndarray:
+    """One sample as uint8 HWC: occluded face | clean face with occluded pixels tinted red | clean face."""
+    img8, ori8 = _to_uint8(img, normalized), _to_uint8(ori, normalized)
+    overlay = ori8.copy()
+    hole = msk == 0
+    overlay[hole] = (0.4 * overlay[hole] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
+    return np.concatenate([img8, overlay, ori8], axis=1)
+
+
+def kind_sheet(rows: list[tuple[str, list[np.ndarray]]], size: tuple[int, int], per_kind: int) -> Any:
+    """A PIL image with one labelled row of triptychs per kind (rows may hold fewer than ``per_kind``)."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    sheet = Image.new("RGB", (LABEL_W + per_kind * (3 * w + 8), len(rows) * (h + 4)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, tiles) in enumerate(rows):
+        draw.text((4, r * (h + 4) + h // 2 - 6), name, fill=(0, 0, 0))
+        for c, tile in enumerate(tiles[:per_kind]):
+            sheet.paste(Image.fromarray(tile), (LABEL_W + c * (3 * w + 8), r * (h + 4)))
+    return sheet
+
+
 def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: str = "ms1m",
                  device: str = "cpu", occluders: str | None = None, per_kind: int = 4, seed: int = 0,
                  size: tuple[int, int] = (112, 112)) -> Path:
     """Write a PNG contact sheet for every kind the dataset allows; returns its path."""
-    from PIL import Image, ImageDraw
-
     faces, masked, masks = load_faces(data_dir, per_kind * len(Kind), size, seed)
     base = load_profile(profile)
     kinds = [k for k in Kind if k != Kind.MASK3D or masks is not None]
-    h, w = size
-    sheet = Image.new("RGB", (LABEL_W + per_kind * (3 * w + 8), len(kinds) * (h + 4)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
+    rows = []
     for r, kind in enumerate(kinds):
         only = dataclasses.replace(base, kinds={KIND_NAMES[kind]: 1.0})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             occ = FaceOccluder(profile=only, occluders=occluders, size=size, device=device, seed=seed + r)
-        rows = slice(r * per_kind, (r + 1) * per_kind)
-        args = (masked[rows], masks[rows]) if kind == Kind.MASK3D else (None, None)
+        sel = slice(r * per_kind, (r + 1) * per_kind)
+        args = (masked[sel], masks[sel]) if kind == Kind.MASK3D else (None, None)
         if device == "gpu":
             import cupy as cp
 
-            result = occ(cp.asarray(faces[rows]), *(None if a is None else cp.asarray(a) for a in args))
+            result = occ(cp.asarray(faces[sel]), *(None if a is None else cp.asarray(a) for a in args))
             result = {k: cp.asnumpy(v) for k, v in result.items()}
         else:
-            result = occ(faces[rows], *args)
-        draw.text((4, r * (h + 4) + h // 2 - 6), KIND_NAMES[kind], fill=(0, 0, 0))
-        for c in range(per_kind):
-            img = _to_uint8(result["img"][c], base.normalize)
-            ori = _to_uint8(result["ori"][c], base.normalize)
-            overlay = ori.copy()
-            hole = result["msk"][c] == 0
-            overlay[hole] = (0.4 * overlay[hole] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
-            x = LABEL_W + c * (3 * w + 8)
-            sheet.paste(Image.fromarray(np.concatenate([img, overlay, ori], axis=1)), (x, r * (h + 4)))
+            result = occ(faces[sel], *args)
+        rows.append((KIND_NAMES[kind], [triptych(result["img"][c], result["msk"][c], result["ori"][c],
+                                                 base.normalize) for c in range(per_kind)]))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    kind_sheet(rows, size, per_kind).save(out)
     return out
 
 

@@ -1,4 +1,4 @@
-"""The dataset tools end to end: info, pack, index, verify, demo."""
+"""The dataset tools end to end: info, pack, index, verify, preview."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from conftest import MXNET_FIXTURES, jpeg_bytes, random_face, shared_data
 
 from dali_pipes.recordio import RecordDataset, class_of
@@ -140,13 +139,6 @@ def test_verify_refuses_misaligned_masks(small_dataset, capsys):
 def test_verify_reports_unreadable_dataset(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "missing.rec")]) == 1
     assert "not found" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("extra", [[], ["--out"]])
-def test_demo_runs(tmp_path, capsys, extra):
-    args = ["demo"] + ([*extra, str(tmp_path / "demo")] if extra else [])
-    assert main(args) == 0
-    assert "insightface" in capsys.readouterr().out
 
 
 def test_preview_writes_a_row_per_kind(small_dataset, tmp_path):
