@@ -65,10 +65,10 @@ def time_twin(occ: FaceOccluder, batch: int, repeats: int) -> dict:
     return {"twin_img_per_s": batch / apply_s, "sampler_img_per_s": batch / sample_s, "twin_batch": batch}
 
 
-def time_kernel(profile: str, batch: int, repeats: int, dtype: type) -> dict:
+def time_kernel(profile: str, batch: int, repeats: int, dtype: type, occluders: str | None = None) -> dict:
     import cupy as cp
 
-    occ = FaceOccluder(profile=profile, device="gpu", seed=0, dtype=dtype)
+    occ = FaceOccluder(profile=profile, occluders=occluders, device="gpu", seed=0, dtype=dtype)
     faces, masked, masks = (cp.asarray(a) for a in face_batch(batch))
     tables = [occ.sample(batch, batch=i) for i in range(8)]
     for table in tables:

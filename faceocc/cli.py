@@ -76,6 +76,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.harness import report
+
+    return report(args)
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from faceocc.preview import make_mask_sheet, make_preview
 
@@ -182,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
+
+    from benchmarks.harness import build_parser as bench_options
+
+    s = sub.add_parser("bench", help="benchmark harness: bare DALI, faceocc, MSML-style DataLoader, ops, render")
+    bench_options(s)
+    s.set_defaults(func=cmd_bench)
     return p
 
 

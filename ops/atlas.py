@@ -66,21 +66,26 @@ class OccluderBank:
     def from_folder(cls, root: str | os.PathLike, cell: int = 128) -> OccluderBank:
         """Load MSML's folder layout: ``glasses_crop/``, ``eleglasses_crop/``, ``scarf_crop/``,
         ``object_train/`` (other spellings in ``FOLDERS`` too)."""
-        root = Path(root)
-        if not root.is_dir():
-            raise ValueError(f"occluder folder not found: {root}")
-        images: dict[str, list[np.ndarray]] = {}
-        for group, names in FOLDERS.items():
-            folder = next((root / n for n in names if (root / n).is_dir()), None)
-            if folder is None:
-                continue
-            images[group] = [rgba for f in sorted(folder.iterdir())
-                             if f.suffix.lower() in IMAGE_SUFFIXES and (rgba := load_rgba(f)) is not None]
-        if not any(images.values()):
-            wanted = ", ".join(n[0] for n in FOLDERS.values())
-            raise ValueError(f"no usable occluder image in {root} (expected sub-folders {wanted} "
-                             "holding PNGs with alpha, or images on a flat background)")
-        return cls.from_images(images, str(root), cell)
+        return cls.from_images(folder_images(root), str(root), cell)
+
+
+def folder_images(root: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """Straight-alpha RGBA occluders by group from MSML's folder layout (see ``FOLDERS``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"occluder folder not found: {root}")
+    images: dict[str, list[np.ndarray]] = {}
+    for group, names in FOLDERS.items():
+        folder = next((root / n for n in names if (root / n).is_dir()), None)
+        if folder is None:
+            continue
+        images[group] = [rgba for f in sorted(folder.iterdir())
+                         if f.suffix.lower() in IMAGE_SUFFIXES and (rgba := load_rgba(f)) is not None]
+    if not any(images.values()):
+        wanted = ", ".join(n[0] for n in FOLDERS.values())
+        raise ValueError(f"no usable occluder image in {root} (expected sub-folders {wanted} "
+                         "holding PNGs with alpha, or images on a flat background)")
+    return images
 
 
 def load_rgba(path: Path, key_out: bool = True) -> np.ndarray | None:

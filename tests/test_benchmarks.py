@@ -1,0 +1,105 @@
+"""The MSML-style baseline and the benchmark harness: what they compute, not how fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import add_masks, face_dataset, mask_for
+
+from benchmarks.chart import bar_chart
+from benchmarks.msml_baseline import MsmlStyleDataset, msml_loader
+from ops import KIND_NAMES, load_profile
+
+pytest.importorskip("nvidia.dali")
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    folder = face_dataset(tmp_path_factory.mktemp("faces"), identities=4, per_identity=6)
+    add_masks(folder)
+    return folder
+
+
+def _only(kind: str, **changes):
+    base = load_profile("ms1m")
+    return dataclasses.replace(base, kinds={kind: 1.0}, flip_p=0.0,
+                               lighting=dataclasses.replace(base.lighting, p=0.0), **changes)
+
+
+@pytest.mark.parametrize("kind", [k for k in KIND_NAMES if k != "mask3d"])
+def test_baseline_changes_only_occluded_pixels(faces, kind):
+    ds = MsmlStyleDataset(faces, _only(kind), seed=3)
+    occluded = 0
+    for i in range(len(ds)):
+        img, msk, ori, label = ds[i]
+        assert img.shape == ori.shape == (3, 112, 112) and msk.shape == (112, 112)
+        assert img.dtype == ori.dtype == torch.float32
+        clean = msk.numpy() == 1
+        np.testing.assert_array_equal(img.numpy()[:, clean], ori.numpy()[:, clean])
+        occluded += int((~clean).any())
+    if kind == "none":
+        assert occluded == 0
+    else:
+        assert occluded >= 0.8 * len(ds)
+
+
+def test_baseline_mask3d_takes_the_rendered_mask(faces):
+    ds = MsmlStyleDataset(faces, _only("mask3d"), seed=0)
+    for i in range(0, len(ds), 5):
+        _, msk, _, _ = ds[i]
+        np.testing.assert_array_equal(msk.numpy(), (mask_for(int(ds.keys[i])) >= 128).astype(np.int32))
+
+
+def test_baseline_labels_and_dataloader_batches(faces):
+    loader = msml_loader(faces, batch_size=8, workers=0)
+    batches = list(loader)
+    assert len(batches) == 24 // 8
+    labels = sorted(int(v) for b in batches for v in b[3])
+    assert labels == sorted([i // 6 for i in range(24)])
+    img = batches[0][0]
+    assert img.shape == (8, 3, 112, 112) and float(img.min()) >= -1 and float(img.max()) <= 1
+
+
+def test_bar_chart_switches_to_log_scale_for_wide_ranges(tmp_path):
+    from PIL import Image
+
+    linear = bar_chart("t", [("a", 10.0, "10"), ("b", 20.0, "20")], tmp_path / "a.png")
+    wide = bar_chart("t", [("a", 10.0, "10"), ("b", 1e6, "1M"), ("c", 0.0, "n/a")], tmp_path / "b.png",
+                     ["footer"])
+    for path in (linear, wide):
+        with Image.open(path) as im:
+            assert im.size[0] > 0
+    with Image.open(linear) as a:
+        # bar "a" is half of bar "b" on a linear scale: count its coloured pixels on one row
+        row_a = np.asarray(a.convert("RGB"))[40 + 11]
+        row_b = np.asarray(a.convert("RGB"))[40 + 30 + 11]
+        blue = (row_a != 255).any(axis=1)[260:].sum()
+        green = (row_b != 255).any(axis=1)[260:].sum()
+        assert 0.4 < blue / green < 0.65
+
+
+def test_faceocc_bench_writes_json_and_png(tmp_path, capsys):
+    from faceocc.cli import main
+
+    out = tmp_path / "result.json"
+    assert main(["bench", "--device", "cpu", "--images", "128", "--batch-size", "8", "--batches", "2",
+                 "--warmup", "1", "--workers", "1", "--twin-batch", "16", "--render-batch", "8",
+                 "--work", str(tmp_path / "work"), "--out", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    figures = doc["figures"]["img_per_s"]
+    for name in ("bare_dali", "faceocc_ms1m", "faceocc_casia", "msml_dataloader", "twin_one_core",
+                 "render_template_cpu_twin"):
+        assert figures[name] > 0
+    ratios = doc["figures"]["ratios"]
+    assert ratios["loader_vs_msml"] == pytest.approx(figures["faceocc_ms1m"] / figures["msml_dataloader"])
+    assert ratios["loader_vs_bare_dali"] == pytest.approx(figures["faceocc_ms1m"] / figures["bare_dali"])
+    targets = doc["figures"]["targets"]
+    assert targets["kernel_img_per_s"]["met"] is None and "not measured" in targets["kernel_img_per_s"]["note"]
+    assert "H100" in targets["loader_vs_msml"]["note"]
+    assert doc["settings"]["dataset"]["images"] == 128 and doc["environment"]["cpu_count"] >= 1
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "wrote" in capsys.readouterr().out
