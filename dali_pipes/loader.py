@@ -53,7 +53,8 @@ class FaceOcclusionLoader:
         self.batch_size = batch_size
         self.out_size = tuple(out_size)
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
-                                     has_masks=mask_paths(self.data_dir) is not None, dtype=np_dtype)
+                                     has_masks=mask_paths(self.data_dir) is not None, dtype=np_dtype,
+                                     threads=num_threads if device == "cpu" else 1)
         self._settings = (num_threads, read_threads, prefetch)
         self._next = 0            # global index of the next batch to hand out
         self._pipe = None

@@ -9,7 +9,6 @@ import numpy as np
 
 from ops import FaceOccluder
 from ops.params import PARAM_DTYPE
-from ops.reference import apply_reference
 
 from .source import RecordBatchSource
 
@@ -38,10 +37,8 @@ class OcclusionStep:
         else:
             xp = np
             table = np.stack(params).view(PARAM_DTYPE).ravel()
-            out = apply_reference(np.stack(faces), table, self.occluder.bank.atlas,
-                                  None if masked is None else np.stack(masked),
-                                  None if masks is None else np.stack(masks)[..., 0],
-                                  p.grayscale, p.normalize, self.occluder.dtype)
+            out = self.occluder.apply(np.stack(faces), table, None if masked is None else np.stack(masked),
+                                      None if masks is None else np.stack(masks)[..., 0])
         kind = xp.ascontiguousarray(out["kind"].reshape(-1, 1))
         n = len(faces)
         return ([out["img"][i] for i in range(n)], [out["msk"][i] for i in range(n)],

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from .atlas import OccluderBank, default_bank
+from .host import apply_host
 from .profiles import Profile, load_profile
-from .reference import apply_reference
 from .sampler import Sampler, batch_rng
 
 
@@ -18,13 +19,14 @@ class FaceOccluder:
 
     Everything is checked at construction (profile, occluder bank, sizes), before any batch runs.
     ``device="gpu"`` applies with the CUDA kernels on CuPy arrays, ``"cpu"`` with the NumPy twin.
-    Without mask records (``has_masks=False``) the mask3d share goes to the other kinds.
+    Without mask records (``has_masks=False``) the mask3d share goes to the other kinds. On the CPU,
+    ``threads`` > 1 splits each batch's rows over that many threads (same result).
     """
 
     def __init__(self, profile: str | os.PathLike | Profile | None = "ms1m",
                  occluders: str | os.PathLike | OccluderBank | None = None,
                  size: tuple[int, int] = (112, 112), device: str = "cpu", seed: int = 0,
-                 has_masks: bool = True, dtype: Any = np.float32) -> None:
+                 has_masks: bool = True, dtype: Any = np.float32, threads: int = 1) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
         prof = load_profile(profile)
@@ -39,6 +41,8 @@ class FaceOccluder:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float16):
             raise ValueError("dtype must be float32 or float16")
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads) if device == "cpu" and self.threads > 1 else None
         self._gpu = None
         if device == "gpu":
             from .gpu import GpuOccluder
@@ -62,8 +66,8 @@ class FaceOccluder:
         p = self.profile
         if self._gpu is not None:
             return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype)
-        return apply_reference(np.asarray(faces), table, self.bank.atlas, masked_faces, masks,
-                               p.grayscale, p.normalize, self.dtype)
+        return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, p.grayscale,
+                          p.normalize, self.dtype, self._pool, self.threads)
 
     def __call__(self, faces: Any, masked_faces: Any = None, masks: Any = None, shard: int = 0,
                  epoch: int = 0, batch: int = 0) -> dict:

@@ -169,3 +169,27 @@ def test_hash_is_uniform_and_noise_is_standard():
     n = hashed_normal(np.uint32(7), counter, 1)
     assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01
     assert mix32(np.uint32(0)) == 0 and mix32(np.uint32(1)) != mix32(np.uint32(2))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_threaded_host_apply_equals_one_call(threads):
+    """Rows split over threads (with 3D-mask slots remapped per chunk) give the single call's result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ops.host import apply_host
+
+    rng = np.random.default_rng(4)
+    occ = FaceOccluder("ms1m", seed=2)
+    n = 80
+    faces = rng.integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+    table = occ.sample(n, batch=3)
+    m3d = np.flatnonzero(table["m3d_slot"] >= 0)
+    assert m3d.size > 0
+    masked = rng.integers(0, 256, (m3d.size, 112, 112, 3), dtype=np.uint8)
+    masks = np.where(rng.random((m3d.size, 112, 112)) < 0.3, 0, 255).astype(np.uint8)
+    args = (faces, table, occ.bank.atlas, masked, masks, False, True, np.float32)
+    want = apply_host(*args)
+    with ThreadPoolExecutor(threads) as pool:
+        got = apply_host(*args, pool=pool, threads=threads)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
