@@ -16,7 +16,7 @@ from .order import ShardOrder
 from .pipeline import OUTPUTS, build_pipeline
 from .placement import distributed_placement
 from .recordio import RecordDataset, RecordIOError
-from .source import RecordBatchSource
+from .source import RecordBatchSource, check_alignment
 
 
 class FaceOcclusionLoader:
@@ -40,8 +40,16 @@ class FaceOcclusionLoader:
         if device not in ("gpu", "cpu"):
             raise ValueError(f"device must be 'gpu' or 'cpu', not {device!r}")
         self.data_dir = Path(data_dir)
+        masks = mask_paths(self.data_dir)
         with RecordDataset(self.data_dir) as ds:
             keys = ds.image_keys.copy()
+            if masks is not None:
+                rendered = {name: RecordDataset(path) for name, path in masks.items()}
+                try:
+                    check_alignment(ds, rendered)
+                finally:
+                    for r in rendered.values():
+                        r.close()
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
@@ -53,7 +61,7 @@ class FaceOcclusionLoader:
         self.batch_size = batch_size
         self.out_size = tuple(out_size)
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
-                                     has_masks=mask_paths(self.data_dir) is not None, dtype=np_dtype,
+                                     has_masks=masks is not None, dtype=np_dtype,
                                      threads=num_threads if device == "cpu" else 1)
         self._settings = (num_threads, read_threads, prefetch)
         self._next = 0            # global index of the next batch to hand out
@@ -77,7 +85,7 @@ class FaceOcclusionLoader:
         self._pipe_start = self._next
         self._fetched = 0
 
-    def _to_torch(self, tensor_list: Any, name: str) -> Any:
+    def _to_torch(self, tensor_list: Any) -> Any:
         import torch
 
         if self.device == "cpu":
@@ -94,7 +102,7 @@ class FaceOcclusionLoader:
             self._build()
         outputs = self._pipe.run()
         self._fetched += 1
-        batch = {name: self._to_torch(t, name) for name, t in zip(OUTPUTS, outputs)}
+        batch = {name: self._to_torch(t) for name, t in zip(OUTPUTS, outputs)}
         batch["label"] = batch["label"].reshape(-1)
         batch["kind"] = batch["kind"].reshape(-1)
         batch["key"] = batch["key"].reshape(-1)

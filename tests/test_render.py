@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -109,24 +109,37 @@ def test_shards_then_merge_equal_a_single_run(dataset, tmp_path):
     assert not (dataset / ".faceocc-render").exists()
 
 
+KILL_AFTER = """
+import os, signal, sys
+from render.job import RenderJob
+from faceocc.cli import main
+finish = RenderJob._render_chunk
+count = 0
+def render_then_maybe_die(self, *args):
+    global count
+    finish(self, *args)
+    count += 1
+    if count == int(os.environ["KILL_AFTER_CHUNKS"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+RenderJob._render_chunk = render_then_maybe_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_killed_job_resumes_to_identical_files(tmp_path):
     data = face_dataset(tmp_path / "d", identities=6, per_identity=10)
     reference = tmp_path / "ref"
     shutil.copytree(data, reference)
     assert main(["render", str(reference), "--chunk-size", "4"]) == 0     # same chunks, other batches
-    cmd = [sys.executable, "-m", "faceocc.cli", "render", str(data), "--chunk-size", "4", "--batch-size", "2",
-           "--workers", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    work = data / ".faceocc-render"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(work.glob("*.done"))) < 3:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    args = ["render", str(data), "--chunk-size", "4", "--batch-size", "2", "--workers", "1"]
+    env = {**os.environ, "KILL_AFTER_CHUNKS": "3"}
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER, *args], cwd=ROOT, env=env, timeout=300,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert not (data / "mask.rec").exists()
-    done = len(list(work.glob("*.done")))
-    assert done > 0
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert len(list((data / ".faceocc-render").glob("*.done"))) == 3      # of 15 chunks
+    subprocess.run([sys.executable, "-m", "faceocc.cli", *args], cwd=ROOT, check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for name in ("mask_out", "mask"):
         for ext in (".rec", ".idx"):
             assert (data / f"{name}{ext}").read_bytes() == (reference / f"{name}{ext}").read_bytes()
