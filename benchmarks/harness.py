@@ -60,10 +60,15 @@ def _sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize
 
 
-def _forever(make: Callable[[], Any]) -> Iterator[Any]:
-    it = make()
+def _forever(epoch: Callable[[], Any]) -> Iterator[Any]:
+    """Batches of ``epoch()``, ``epoch()``, ... (one call per epoch)."""
     while True:
-        yield from it
+        empty = True
+        for batch in epoch():
+            empty = False
+            yield batch
+        if empty:
+            raise RuntimeError("an epoch yielded no batch (dataset smaller than one batch?)")
 
 
 def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int, int], seed: int) -> Iterator:
@@ -108,7 +113,8 @@ def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: s
 def msml_style(data: Path, batch: int, workers: int, profile: str, occluders: Any, seed: int) -> Iterator:
     from benchmarks.msml_baseline import msml_loader
 
-    return _forever(lambda: iter(msml_loader(data, batch, workers, profile, occluders, seed)))
+    loader = msml_loader(data, batch, workers, profile, occluders, seed)
+    return _forever(lambda: iter(loader))
 
 
 def ops_alone(device: str, profile: str, occluders: Any, twin_batch: int, gpu_batch: int) -> dict:

@@ -85,9 +85,9 @@ def test_bar_chart_switches_to_log_scale_for_wide_ranges(tmp_path):
 def test_faceocc_bench_writes_json_and_png(tmp_path, capsys):
     from faceocc.cli import main
 
-    out = tmp_path / "result.json"
-    assert main(["bench", "--device", "cpu", "--images", "128", "--batch-size", "8", "--batches", "2",
-                 "--warmup", "1", "--workers", "1", "--twin-batch", "16", "--render-batch", "8",
+    out = tmp_path / "result.json"     # 128 images in batches of 32: 6 batches span two epochs
+    assert main(["bench", "--device", "cpu", "--images", "128", "--batch-size", "32", "--batches", "4",
+                 "--warmup", "2", "--workers", "1", "--twin-batch", "16", "--render-batch", "8",
                  "--work", str(tmp_path / "work"), "--out", str(out), "--quiet"]) == 0
     doc = json.loads(out.read_text())
     figures = doc["figures"]["img_per_s"]
