@@ -231,20 +231,29 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
                 "landmark_model": model, "seed": args.seed}
     result = {"img_per_s": figures, "ratios": ratios, "targets": targets}
     json_path = write_result("harness", settings, result, args.out)
-    png_path = json_path.with_suffix(".png")
-    labels = {"bare_dali": "bare DALI (upper bound)", "faceocc_ms1m": "faceocc loader, MS1M mix",
-              "faceocc_casia": "faceocc loader, CASIA mix", "msml_dataloader": f"MSML-style, {workers} workers",
-              "twin_one_core": "ops NumPy twin, 1 core", "sampler_one_core": "ops sampler, 1 core",
-              "kernel": "ops CUDA kernel", "render_template_cpu_twin": "render twin (template), 1 core",
-              "render_template_gpu": "render GPU (template)"}
-    bars = [(labels.get(k, k), v, f"{v:,.0f} img/s") for k, v in figures.items()]
-    env = environment()
+    return json_path, draw(json_path), result
+
+
+LABELS = {"bare_dali": "bare DALI (upper bound)", "faceocc_ms1m": "faceocc loader, MS1M mix",
+          "faceocc_casia": "faceocc loader, CASIA mix", "msml_dataloader": "MSML-style DataLoader",
+          "twin_one_core": "ops NumPy twin, 1 thread", "kernel": "ops CUDA kernel",
+          "render_template_cpu_twin": "render NumPy twin (template)", "render_template_gpu": "render GPU (template)"}
+
+
+def draw(json_path: str | os.PathLike) -> Path:
+    """The PNG bar chart of a harness JSON, written beside it (the sampler figure stays in the JSON)."""
+    import json
+
+    doc = json.loads(Path(json_path).read_text())
+    figures, ratios, st, env = (doc["figures"]["img_per_s"], doc["figures"]["ratios"], doc["settings"],
+                                doc["environment"])
+    bars = [(LABELS.get(k, k), v, f"{v:,.0f} img/s") for k, v in figures.items() if k != "sampler_one_core"]
     footer = [f"faceocc / bare DALI = {ratios['loader_vs_bare_dali']:.2f}   "
-              f"faceocc / MSML-style = {ratios['loader_vs_msml']:.2f}",
-              f"{env['date']}  {gpu_name or 'CPU only'}  {env['cpu_count']} CPU cores  batch {args.batch_size}  "
-              f"{dataset['images']} real-face records"]
-    bar_chart(f"faceocc benchmark harness, {device}", bars, png_path, footer)
-    return json_path, png_path, result
+              f"faceocc / MSML-style = {ratios['loader_vs_msml']:.2f}   "
+              f"(DataLoader workers {st['dataloader_workers']}, DALI threads {st['dali_threads']})",
+              f"{env['date']}  {env['gpu'] or 'CPU only'}  {env['cpu_count']} CPU cores  batch {st['batch_size']}  "
+              f"{st['images']} real-face records"]
+    return bar_chart(f"faceocc benchmark harness, {st['device']}", bars, Path(json_path).with_suffix(".png"), footer)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
