@@ -32,7 +32,11 @@ def _placeholder(fmt: str, mode: str, value: int) -> np.ndarray:
 
 class RecordBatchSource:
     """Callable for ``fn.external_source(batch=True, batch_info=True)``; batch ``i`` of the pipeline's
-    life is global batch ``start + i`` (epoch = global // batches per epoch)."""
+    life is global batch ``start + i`` (epoch = global // batches per epoch).
+
+    The mask records' alignment with train.rec is checked once, by :func:`check_alignment` when the
+    loader is built; each batch checks the rows it reads again.
+    """
 
     def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, occluder: FaceOccluder,
                  start: int = 0, read_threads: int = 4) -> None:
@@ -44,8 +48,6 @@ class RecordBatchSource:
         self.train = RecordDataset(self.data_dir)
         paths = mask_paths(self.data_dir)
         self.masks = None if paths is None else {k: RecordDataset(p) for k, p in paths.items()}
-        if self.masks is not None:
-            check_alignment(self.train, self.masks)
         self._pool = ThreadPoolExecutor(read_threads) if read_threads > 1 else None
         self._jpeg_stub = _placeholder("JPEG", "RGB", 0)
         self._png_stub = _placeholder("PNG", "L", 255)
