@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from faceocc.example import base_face, load_face, make_face_dataset
+from ops.atlas import IMAGE_SUFFIXES
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SHARED_OCCLUDERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "occluders"
-FACE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def face_sources(folder: str | os.PathLike | None = None, size: int = 112) -> tuple[list[np.ndarray], str]:
@@ -21,7 +21,7 @@ def face_sources(folder: str | os.PathLike | None = None, size: int = 112) -> tu
     sample face; and where they came from."""
     root = Path(folder) if folder is not None else SHARED_FACES
     if root.is_dir():
-        files = sorted(f for f in root.iterdir() if f.suffix.lower() in FACE_SUFFIXES)
+        files = sorted(f for f in root.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if files:
             return [load_face(f, size) for f in files], str(root)
     if folder is not None:

@@ -31,15 +31,9 @@ from ops import FaceOccluder  # noqa: E402
 def face_batch(n: int, size: int = 112, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Real faces (../shared/data/faces when present, else the embedded sample), jittered; plus
     masked faces and masks for the mask3d rows."""
-    from PIL import Image
+    from benchmarks.bench_data import face_sources
 
-    from faceocc.example import base_face
-
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-    sources = [base_face(size)]
-    if shared.is_dir():
-        for f in sorted(shared.iterdir()):
-            sources.append(np.asarray(Image.open(f).convert("RGB").resize((size, size))))
+    sources = face_sources(size=size)[0]
     rng = np.random.default_rng(seed)
     faces = np.stack([np.roll(sources[i % len(sources)], rng.integers(-4, 5, 2), axis=(0, 1))
                       for i in range(n)])
