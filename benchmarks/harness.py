@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_data import bench_dataset, default_occluders  # noqa: E402
 from benchmarks.chart import bar_chart  # noqa: E402
-from benchmarks.report import RESULTS, environment, write_result  # noqa: E402
+from benchmarks.report import RESULTS, write_result  # noqa: E402
+from faceocc.runtime import available_device, cycle_epochs, device_name, synchronize  # noqa: E402
 
 TARGETS = {  # issue 6: on an H100, 112 x 112
     "loader_vs_bare_dali": 0.9,
@@ -40,35 +41,16 @@ TARGETS = {  # issue 6: on an H100, 112 x 112
 }
 
 
-def rate(batches: Iterator[Any], count: int, warmup: int, batch_size: int, sync: Callable[[], None]) -> float:
+def rate(batches: Iterator[Any], count: int, warmup: int, batch_size: int, device: str) -> float:
     """Images per second over ``count`` batches taken after ``warmup`` untimed ones."""
     for _ in range(warmup):
         next(batches)
-    sync()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(count):
         next(batches)
-    sync()
+    synchronize(device)
     return count * batch_size / (time.perf_counter() - start)
-
-
-def _sync(device: str) -> Callable[[], None]:
-    if device != "gpu":
-        return lambda: None
-    import torch
-
-    return torch.cuda.synchronize
-
-
-def _forever(epoch: Callable[[], Any]) -> Iterator[Any]:
-    """Batches of ``epoch()``, ``epoch()``, ... (one call per epoch)."""
-    while True:
-        empty = True
-        for batch in epoch():
-            empty = False
-            yield batch
-        if empty:
-            raise RuntimeError("an epoch yielded no batch (dataset smaller than one batch?)")
 
 
 def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int, int], seed: int) -> Iterator:
@@ -98,7 +80,7 @@ def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int
     p.build()
     it = DALIGenericIterator(p, ["img", "label"], reader_name="Reader", auto_reset=True,
                              last_batch_policy=LastBatchPolicy.DROP)
-    return _forever(lambda: it)
+    return cycle_epochs(lambda: it)
 
 
 def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: str, occluders: Any,
@@ -107,14 +89,14 @@ def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: s
 
     loader = FaceOcclusionLoader(data, batch, device=device, profile=profile, occluders=occluders, seed=seed,
                                  num_threads=threads, read_threads=min(threads, 8))
-    return _forever(lambda: iter(loader))
+    return cycle_epochs(lambda: iter(loader))
 
 
 def msml_style(data: Path, batch: int, workers: int, profile: str, occluders: Any, seed: int) -> Iterator:
     from benchmarks.msml_baseline import msml_loader
 
     loader = msml_loader(data, batch, workers, profile, occluders, seed)
-    return _forever(lambda: iter(loader))
+    return cycle_epochs(lambda: iter(loader))
 
 
 def ops_alone(device: str, profile: str, occluders: Any, twin_batch: int, gpu_batch: int) -> dict:
@@ -149,12 +131,11 @@ def render_alone(device: str, batch: int, landmarks: str, model: str | None, rep
 
         faces = cp.asarray(faces)
     renderer.render(faces, params)
-    sync = _sync(device)
-    sync()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         renderer.render(faces, params)
-    sync()
+    synchronize(device)
     return batch * repeats / (time.perf_counter() - start)
 
 
@@ -170,8 +151,6 @@ def _target(value: float | None, target: float, device: str, gpu_name: str | Non
 
 def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     """Measure everything the options ask for; returns the JSON path, the PNG path and the figures."""
-    from faceocc.demo import available_device
-
     device = available_device() if args.device == "auto" else args.device
     cores = os.cpu_count() or 1
     threads = args.threads or min(cores, 16)
@@ -180,7 +159,6 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     work = Path(args.work or Path.home() / ".cache" / "faceocc" / "bench")
     data, dataset = bench_dataset(work, args.images, args.faces, device, progress=not args.quiet)
     size = (112, 112)
-    sync = _sync(device)
     figures: dict[str, Any] = {}
 
     def measure(name: str, make: Callable[[], Iterator]) -> None:
@@ -188,7 +166,7 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
             print(f"measuring {name} ...", flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            figures[name] = rate(make(), args.batches, args.warmup, args.batch_size, sync)
+            figures[name] = rate(make(), args.batches, args.warmup, args.batch_size, device)
 
     measure("bare_dali", lambda: bare_dali(data, args.batch_size, device, threads, size, args.seed))
     measure("faceocc_ms1m", lambda: faceocc_loader(data, args.batch_size, device, threads, "ms1m", occluders,
@@ -210,7 +188,7 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     if model:
         figures[f"render_insightface_{device}"] = render_alone(device, args.render_batch, "insightface", model,
                                                                3 if device == "gpu" else 1)
-    gpu_name = environment()["gpu"] if device == "gpu" else None
+    gpu_name = device_name(device) if device == "gpu" else None
     ratios = {"loader_vs_bare_dali": figures["faceocc_ms1m"] / figures["bare_dali"],
               "loader_vs_msml": figures["faceocc_ms1m"] / figures["msml_dataloader"],
               "casia_loader_vs_bare_dali": figures["faceocc_casia"] / figures["bare_dali"],

@@ -18,6 +18,7 @@ from ops import KIND_NAMES, Kind
 
 from .example import make_example_dataset
 from .preview import kind_sheet, triptych
+from .runtime import available_device, cycle_epochs, device_name, synchronize
 
 MARKER = "FACEOCC-DEMO"
 
@@ -48,25 +49,6 @@ class DemoResult:
         return (f"faceocc demo: {self.img_per_s:.0f} img/s on {self.device} ({self.device_name}), "
                 f"{self.images} images in {self.timed_batches} timed batches of {self.batch_size}; "
                 f"preview {self.preview}")
-
-
-def available_device() -> str:
-    """``"gpu"`` when a CUDA device and CuPy are usable, else ``"cpu"``."""
-    try:
-        import cupy
-
-        return "gpu" if cupy.cuda.runtime.getDeviceCount() > 0 else "cpu"
-    except Exception:
-        return "cpu"
-
-
-def device_name(device: str) -> str:
-    """The GPU's name, or the CPU count, for the summary line."""
-    if device == "gpu":
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    return f"{os.cpu_count()} CPU cores"
 
 
 def prepare_embedded(out: str | os.PathLike, device: str, identities: int = 32, per_identity: int = 16,
@@ -112,24 +94,19 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "fa
     counts = np.zeros(len(Kind), np.int64)
     start = 0.0
 
-    def batches_forever():
-        while True:
-            yield from loader
-
-    stream = batches_forever()
+    stream = cycle_epochs(lambda: loader)
     for i in tqdm(range(batches), desc="demo", unit="batch", disable=not progress):
         if i == 1:
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
         batch = next(stream)
         kinds = batch["kind"].cpu().numpy()
         counts += np.bincount(kinds, minlength=len(Kind))
-        for row in np.flatnonzero([len(tiles.get(int(k), ())) < per_kind for k in kinds]):
-            k = int(kinds[row])
+        for row, k in enumerate(kinds.tolist()):
             if len(tiles.setdefault(k, [])) < per_kind:
                 tiles[k].append(triptych(batch["img"][row].float().cpu().numpy(), batch["msk"][row].cpu().numpy(),
                                          batch["ori"][row].float().cpu().numpy(), normalized))
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     rows = [(KIND_NAMES[k], tiles[k]) for k in Kind if k in tiles]
     preview = out / "preview.png"
@@ -140,9 +117,3 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "fa
     (out / "summary.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return result
 
-
-def _synchronize(device: str) -> None:
-    if device == "gpu":
-        import torch
-
-        torch.cuda.synchronize()
