@@ -112,7 +112,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
     job = RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
                     args.batch_size, args.workers, args.landmark_model)
-    job.run(shard_id, num_shards, overwrite=args.overwrite)
+    rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
+    if args.landmarks == "dlib":
+        print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "
+              f"(dlib's points did not fit a face); {rendered} rendered now")
     if num_shards == 1:
         for path in job.merge(overwrite=args.overwrite).values():
             print(f"wrote {path}")
@@ -164,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("render", help="offline 3D face masks -> mask_out.rec / mask.rec (or: render merge DIR)")
     s.add_argument("target", nargs="+", metavar="DIR", help="dataset folder, or: merge DIR")
-    s.add_argument("--landmarks", choices=["template", "insightface"], default="template")
+    s.add_argument("--landmarks", choices=["template", "dlib", "insightface"], default="template",
+                   help="template: the mean face on the ArcFace template (no model); dlib: each face's own "
+                        "68 points, pose fitted (pip install faceocc[landmarks]); insightface: 1k3d68.onnx")
     s.add_argument("--landmark-model", default=None, help="path of 1k3d68.onnx (insightface landmarks)")
     s.add_argument("--textures", default=None, help="folder of mask textures (default: insightface's)")
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -202,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RecordIOError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as exc:
+    except (RecordIOError, FileNotFoundError, FileExistsError, ValueError, RuntimeError,
+            ModuleNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

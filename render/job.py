@@ -158,6 +158,7 @@ class RenderJob:
         encoded: list[tuple[Future, Future]] = []
         headers: list[IRHeader] = []
         done = 0
+        failed_before = getattr(self.renderer.landmarks, "fallbacks", 0)
         for faces, batch_headers in self._batches(keys, pool):
             out, mask = self.renderer.render(faces, params[done:done + len(faces)])
             if not isinstance(out, np.ndarray):
@@ -178,7 +179,18 @@ class RenderJob:
             raise
         for w in writers.values():
             w.close()
-        self.done_path(c).write_text("")
+        fallbacks = getattr(self.renderer.landmarks, "fallbacks", 0) - failed_before
+        self.done_path(c).write_text(json.dumps({"images": len(keys), "fallbacks": fallbacks}))
+
+    def fallbacks(self) -> int:
+        """Faces of the finished chunks whose landmarks fell back to the template (the ``dlib`` source
+        when its predictor failed on a face); read before :meth:`merge`, which removes the records."""
+        total = 0
+        for c in range(self.chunks):
+            done = self.done_path(c)
+            if done.exists() and done.read_text().strip():
+                total += int(json.loads(done.read_text()).get("fallbacks", 0))
+        return total
 
     def merge(self, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
         """Join all chunks, in key order, with train.rec's header and identity records, into the

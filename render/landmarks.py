@@ -2,14 +2,15 @@
 
 ``template`` (default, no model): InsightFace's aligned crops map five detected points onto the
 ArcFace 112 x 112 template, so the 68-point 3D mean face shipped in the insightface package, fitted
-to that template by a similarity transform, places every face. ``insightface``: the 68-point 3D
+to that template by a similarity transform, places every face (the same geometry for every face).
+``dlib`` (:mod:`render.dlib_landmarks`): each face's own 68 points from dlib's predictor, depth from
+the mean face's fitted pose. ``insightface`` (:mod:`render.insightface_landmarks`): the 68-point 3D
 landmark model of an InsightFace model pack (``1k3d68.onnx``), run with onnxruntime in batches.
 Points are (x, y) in pixels and z in the same scale, larger z nearer the camera.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -77,64 +78,29 @@ class TemplateLandmarks:
         return np.broadcast_to(self.points, (len(faces), 68, 3)).copy()
 
 
-def find_landmark_model(path: str | os.PathLike | None = None) -> Path:
-    """``path``, or ``1k3d68.onnx`` in an InsightFace model pack under ``~/.insightface/models``."""
-    candidates = [Path(path)] if path else sorted((Path.home() / ".insightface" / "models").glob("*/1k3d68.onnx"))
-    for c in candidates:
-        if c.is_file():
-            return c
-    where = str(path) if path else str(Path.home() / ".insightface" / "models" / "*" / "1k3d68.onnx")
-    raise FileNotFoundError(
-        f"no 68-point 3D landmark model at {where}. It ships in InsightFace's model packs (buffalo_l, "
-        "antelopev2): run `python -c \"import insightface; insightface.app.FaceAnalysis(name='buffalo_l')"
-        ".prepare(ctx_id=-1)\"` once on a machine with network access, or pass --landmark-model "
-        "PATH/1k3d68.onnx; or use --landmarks template, which needs no model")
-
-
-class InsightFaceLandmarks:
-    """InsightFace's ``1k3d68.onnx`` (input 1x3x192x192, output 3309 values; the last 68 triples are
-    the points) on whole aligned crops, in batches, on the GPU when onnxruntime-gpu is installed."""
-
-    name = "insightface"
-    input_size = 192
-
-    def __init__(self, model: str | os.PathLike | None = None, size: tuple[int, int] = (112, 112)) -> None:
-        import onnxruntime as ort
-
-        self.path = find_landmark_model(model)
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                     if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(self.path), providers=providers)
-        self.input = self.session.get_inputs()[0].name
-        self.size = size
-
-    def __call__(self, faces: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        h, w = self.size
-        s = self.input_size
-        # the crop is centred with a margin of 1.5x the face box, as InsightFace's landmark model expects
-        scale = s / (max(h, w) * 1.5)
-        canvas = np.zeros((len(faces), s, s, 3), np.float32)
-        fh, fw = round(h * scale), round(w * scale)
-        y0, x0 = (s - fh) // 2, (s - fw) // 2
-        for i, face in enumerate(faces):
-            small = np.asarray(Image.fromarray(face).resize((fw, fh), Image.BILINEAR), np.float32)
-            canvas[i, y0:y0 + fh, x0:x0 + fw] = small[..., ::-1]       # the model takes BGR
-        out = self.session.run(None, {self.input: canvas.transpose(0, 3, 1, 2)})[0]
-        pts = out.reshape(len(faces), -1, 3)[:, -68:, :].astype(np.float64)
-        pts[..., :2] = (pts[..., :2] + 1) * (s // 2)
-        pts[..., 2] *= s // 2
-        pts[..., 0] = (pts[..., 0] - x0) / scale
-        pts[..., 1] = (pts[..., 1] - y0) / scale
-        pts[..., 2] /= scale
-        return pts
+LANDMARK_SOURCES = ("template", "dlib", "insightface")
 
 
 def landmark_source(name: str, size: tuple[int, int] = (112, 112), model: str | None = None):
-    """``template`` or ``insightface``."""
+    """A callable taking RGB uint8 faces [N, H, W, 3] to landmarks [N, 68, 3]: ``template``, ``dlib``
+    (the optional extra ``faceocc[landmarks]``) or ``insightface`` (a ``1k3d68.onnx``)."""
     if name == "template":
         return TemplateLandmarks(size)
+    if name == "dlib":
+        from .dlib_landmarks import DlibLandmarks
+
+        return DlibLandmarks(size)
     if name == "insightface":
+        from .insightface_landmarks import InsightFaceLandmarks
+
         return InsightFaceLandmarks(model, size)
-    raise ValueError(f"unknown landmark source {name!r}; use template or insightface")
+    raise ValueError(f"unknown landmark source {name!r}; use {', '.join(LANDMARK_SOURCES)}")
+
+
+def __getattr__(name: str):
+    # the insightface source moved to render.insightface_landmarks; old imports keep working
+    if name in ("InsightFaceLandmarks", "find_landmark_model"):
+        from . import insightface_landmarks
+
+        return getattr(insightface_landmarks, name)
+    raise AttributeError(name)
