@@ -35,8 +35,21 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from dali_pipes.packing import pack_folder
 
+    if args.align:
+        return _pack_align(args)
     out = pack_folder(args.image_dir, args.out_dir, overwrite=args.overwrite)
     print(f"wrote {out / 'train.rec'}")
+    return 0
+
+
+def _pack_align(args: argparse.Namespace) -> int:
+    from faceocc.align import pack_aligned
+
+    result = pack_aligned(args.image_dir, args.out_dir, overwrite=args.overwrite)
+    for path, reason in result.problems:
+        print(f"SKIPPED {path}: {reason}")
+    print(f"wrote {result.out_dir / 'train.rec'}: {result.images} aligned faces of {result.identities} "
+          f"identities; {len(result.problems)} left out, listed in {result.report}")
     return 0
 
 
@@ -140,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image_dir")
     s.add_argument("out_dir")
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--align", action="store_true",
+                   help="ordinary photos: detect the largest face, align it onto the ArcFace 112 x 112 template "
+                        "as InsightFace does (pip install faceocc[landmarks])")
     s.set_defaults(func=cmd_pack)
 
     s = sub.add_parser("index", help="rebuild a .idx by scanning its .rec")
