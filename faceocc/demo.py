@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ops import KIND_NAMES, Kind
 
-from .example import make_example_dataset
+from .example import base_face, make_face_dataset
 from .preview import kind_sheet, triptych
 from .runtime import available_device, cycle_epochs, device_name, synchronize
 
@@ -35,6 +35,7 @@ class DemoResult:
     timed_batches: int
     seconds: float
     kinds: dict[str, int]
+    dataset_note: str = ""
 
     @property
     def images(self) -> int:
@@ -51,21 +52,48 @@ class DemoResult:
                 f"preview {self.preview}")
 
 
-def prepare_embedded(out: str | os.PathLike, device: str, identities: int = 32, per_identity: int = 16,
-                     progress: bool = True) -> Path:
-    """Build the embedded dataset under ``out/dataset`` and render its masks (template landmarks)."""
+NO_EXTRA_NOTE = ("faceocc demo: the embedded dataset is one face (insightface's sample) in jittered, tinted views; "
+                 "for several real identities detected and aligned from photos in installed packages, "
+                 "and masks that follow each face's pose: pip install 'faceocc[landmarks]'")
+
+
+def embedded_faces(size: int = 112) -> tuple[list[np.ndarray], str, str]:
+    """The demo's identities: every face found in photos shipped by installed packages, aligned
+    (needs the extra faceocc[landmarks]); else insightface's one sample face. Returns the faces, the
+    landmark source to render their masks with, and a line saying which it is."""
+    from render import dlib_models
+
+    if dlib_models.available():
+        from .align import package_faces, package_photos
+
+        faces = package_faces(size)
+        if len(faces) >= 2:
+            names = ", ".join(p.name for p in package_photos())
+            return faces, "dlib", (f"faceocc demo: the embedded dataset holds {len(faces)} real identities, the "
+                                   f"faces found in {names} (installed packages), aligned, in jittered views; "
+                                   "masks rendered with dlib landmarks")
+    return [base_face(size)], "template", NO_EXTRA_NOTE
+
+
+def prepare_embedded(out: str | os.PathLike, device: str, images: int = 512, progress: bool = True
+                     ) -> tuple[Path, str]:
+    """Build the embedded dataset (about ``images`` images) under ``out/dataset`` and render its masks;
+    returns the folder and the line describing its faces (printed)."""
     from render.job import RenderJob
 
     data = Path(out) / "dataset"
     if data.exists() and not (data / MARKER).exists():
         raise FileExistsError(f"{data} exists and was not made by `faceocc demo`; choose another --out")
     shutil.rmtree(data, ignore_errors=True)
-    make_example_dataset(data, identities, per_identity)
+    faces, landmarks, note = embedded_faces()
+    print(note, flush=True)
+    identities = len(faces) if len(faces) > 1 else 32
+    make_face_dataset(data, faces, identities, images // identities)
     (data / MARKER).write_text("made by `faceocc demo`; safe to delete\n")
-    job = RenderJob(data, device=device, batch_size=128)
+    job = RenderJob(data, landmarks=landmarks, device=device, batch_size=128)
     job.run(progress=progress)
     job.merge(progress=False)
-    return data
+    return data, note
 
 
 def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "faceocc-demo",
@@ -84,7 +112,7 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "fa
     device = device or available_device()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(data) if data is not None else prepare_embedded(out, device, progress=progress)
+    data_dir, note = (Path(data), "") if data is not None else prepare_embedded(out, device, progress=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         loader = FaceOcclusionLoader(data_dir, batch_size, device=device, profile=profile, occluders=occluders,
@@ -112,7 +140,7 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "fa
     preview = out / "preview.png"
     kind_sheet(rows, loader.out_size, per_kind).save(preview)
     result = DemoResult(data_dir, preview, device, device_name(device), batch_size, batches - 1, seconds,
-                        {KIND_NAMES[k]: int(counts[k]) for k in Kind})
+                        {KIND_NAMES[k]: int(counts[k]) for k in Kind}, note)
     doc = dataclasses.asdict(result) | {"img_per_s": result.img_per_s, "profile": profile}
     (out / "summary.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return result
