@@ -7,7 +7,8 @@
 2. faceocc's loader with the MS1M mix and with the CASIA mix;
 3. the MSML-style baseline: a PyTorch DataLoader with one worker per core (benchmarks/msml_baseline.py);
 4. the occlusion kernel alone (GPU) and its NumPy twin alone (one core);
-5. the renderer (template landmarks; insightface landmarks when a 1k3d68.onnx is at hand).
+5. the renderer (template landmarks; dlib landmarks with the extra faceocc[landmarks]; insightface
+   landmarks when a 1k3d68.onnx is at hand).
 Writes JSON (environment, settings, figures, ratios, targets) and a PNG bar chart. The ratios
 faceocc / bare DALI and faceocc / MSML-style are the headline: absolute figures move between runs.
 """
@@ -184,6 +185,10 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     figures["render_template_cpu_twin"] = render_alone("cpu", args.render_batch, "template", None, 1)
     if device == "gpu":
         figures["render_template_gpu"] = render_alone("gpu", args.gpu_batch, "template", None, 20)
+    from render import dlib_models
+
+    if dlib_models.available():
+        figures["render_dlib_cpu"] = render_alone("cpu", args.render_batch, "dlib", None, 1)
     model = find_landmark_model(args.landmark_model)
     if model:
         figures[f"render_insightface_{device}"] = render_alone(device, args.render_batch, "insightface", model,
@@ -215,7 +220,8 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
 LABELS = {"bare_dali": "bare DALI (upper bound)", "faceocc_ms1m": "faceocc loader, MS1M mix",
           "faceocc_casia": "faceocc loader, CASIA mix", "msml_dataloader": "MSML-style DataLoader",
           "twin_one_core": "ops NumPy twin, 1 thread", "kernel": "ops CUDA kernel",
-          "render_template_cpu_twin": "render NumPy twin (template)", "render_template_gpu": "render GPU (template)"}
+          "render_template_cpu_twin": "render NumPy twin (template)", "render_template_gpu": "render GPU (template)",
+          "render_dlib_cpu": "render NumPy twin (dlib landmarks)"}
 
 
 def draw(json_path: str | os.PathLike) -> Path:

@@ -164,3 +164,10 @@ def test_dlib_source_without_the_extra_says_how_to_install(monkeypatch, capsys, 
     finally:
         dlib_models.shape_predictor.cache_clear()
     assert "faceocc[landmarks]" in capsys.readouterr().err
+
+
+def test_benchmark_measures_the_dlib_render():
+    require_landmarks_extra()
+    from benchmarks.harness import render_alone
+
+    assert render_alone("cpu", 8, "dlib", None, 1) > 0
