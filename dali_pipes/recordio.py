@@ -7,6 +7,7 @@ payloads and headers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from array import array
@@ -285,17 +286,22 @@ class RecordWriter:
         """Flush, sync and move the files to their final names."""
         if self._rec.closed:
             return
-        for f in (self._rec, self._idx):
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
+        try:
+            for f in (self._rec, self._idx):
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+        except BaseException:           # disk full while flushing: leave no partial files behind
+            self.abort()
+            raise
         os.replace(self._tmp_rec, self.rec_path)
         os.replace(self._tmp_idx, self.idx_path)
 
     def abort(self) -> None:
         """Drop everything written so far."""
         for f, tmp in ((self._rec, self._tmp_rec), (self._idx, self._tmp_idx)):
-            f.close()
+            with contextlib.suppress(OSError):      # a close that flushes into a full disk
+                f.close()
             tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> RecordWriter:

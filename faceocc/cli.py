@@ -103,23 +103,24 @@ def cmd_render(args: argparse.Namespace) -> int:
         if len(args.target) != 2:
             print("usage: faceocc render merge DIR", file=sys.stderr)
             return 2
-        for path in RenderJob.resume(args.target[1]).merge(overwrite=args.overwrite).values():
-            print(f"wrote {path}")
+        with RenderJob.resume(args.target[1]) as job:
+            for path in job.merge(overwrite=args.overwrite).values():
+                print(f"wrote {path}")
         return 0
     if len(args.target) != 1:
         print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
         return 2
     shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
-    job = RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
-                    args.batch_size, args.workers, args.landmark_model)
-    job.run(shard_id, num_shards, overwrite=args.overwrite)
-    if num_shards == 1:
-        for path in job.merge(overwrite=args.overwrite).values():
-            print(f"wrote {path}")
-    else:
-        left = len(job.pending(shard_id, num_shards))
-        print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
-              f"faceocc render merge {args.target[0]}")
+    with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
+                   args.batch_size, args.workers, args.landmark_model) as job:
+        job.run(shard_id, num_shards, overwrite=args.overwrite)
+        if num_shards == 1:
+            for path in job.merge(overwrite=args.overwrite).values():
+                print(f"wrote {path}")
+        else:
+            left = len(job.pending(shard_id, num_shards))
+            print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
+                  f"faceocc render merge {args.target[0]}")
     return 0
 
 
