@@ -4,18 +4,20 @@ and a second render end with a clear message."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from datasets import face_dataset, msml_masks
 
 from dali_pipes.mask_records import STORE, check_alignment, current_generation, mask_paths, set_files
-from dali_pipes.recordio import RecordDataset
+from dali_pipes.recordio import RecordDataset, RecordIOError, RecordWriter
 from faceocc.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +159,168 @@ def test_overwrite_replaces_the_whole_set_at_every_instant(old_sets, rendered, t
         assert _render(d, "--overwrite", "--seed", "1") == 0
         assert _state(d) == rendered[1]
         assert _leftovers(d) == []
+
+
+def _no_space_after(monkeypatch, calls: int) -> None:
+    """Every RecordWriter write from the ``calls``-th on fails as a full disk does."""
+    original, seen = RecordWriter.write_raw, [0]
+
+    def write_raw(self, key, record):
+        seen[0] += 1
+        if seen[0] >= calls:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self._tmp_rec))
+        return original(self, key, record)
+
+    monkeypatch.setattr(RecordWriter, "write_raw", write_raw)
+
+
+@pytest.mark.parametrize(("calls", "overwrite"), [(5, False), (22, True)])   # in a chunk; in the merge
+def test_disk_full_ends_clearly_removes_partials_and_resumes_identically(
+        data, rendered, monkeypatch, capsys, calls, overwrite):
+    extra = ["--overwrite", "--seed", "1"] if overwrite else ["--seed", "1"]
+    if overwrite:
+        assert _render(data, "--seed", "0") == 0
+    before = _state(data)
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _no_space_after(m, calls)
+        assert _render(data, *extra) == 2
+    err = capsys.readouterr().err
+    assert "no space left" in err and "run the same command again" in err and "Traceback" not in err
+    assert list(data.rglob("*.partial")) == []
+    assert _state(data) == before                      # the old set (or none) untouched
+    gens = [e.name for e in (data / STORE).iterdir() if e.name.startswith("g-")]
+    assert gens == ([current_generation(data).name] if overwrite else [])
+    assert _render(data, *extra) == 0                   # space freed: the same command finishes
+    assert _state(data) == rendered[1]
+    assert _leftovers(data) == []
+
+
+def test_bad_image_in_render_names_its_key(data, capsys):
+    with RecordDataset(data) as ds:
+        records = [(k, *ds.read(k)) for k in ds.keys.tolist()]
+        offset = ds.offset_of(5)
+    with RecordWriter(data / "train.rec", data / "train.idx") as w:
+        for key, header, payload in records:
+            w.write(key, header, b"\xff\xd8\xff not a jpeg" if key == 5 else payload)
+    assert _render(data) == 2
+    err = capsys.readouterr().err
+    assert "does not decode" in err and "key 5" in err and f"byte offset {offset}" in err
+    assert "Traceback" not in err
+
+
+def test_read_only_dataset_gives_a_clear_message(data, monkeypatch, capsys):
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def inside(path) -> bool:
+        return str(path).startswith(str(data))
+
+    def mkdir(path, *args, **kw):
+        if inside(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kw)
+
+    def open_(path, flags, *args, **kw):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+    assert _render(data) == 2
+    err = capsys.readouterr().err
+    assert "cannot write in" in err and "Read-only file system" in err and "writable copy" in err
+    monkeypatch.undo()
+    assert sorted(p.name for p in data.iterdir()) == ["property", "train.idx", "train.rec"]
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from render.mask_store import FolderLock
+locks = [FolderLock(Path(sys.argv[1]), name, shared=shared)
+         for name, shared in zip(sys.argv[2::2], map(int, sys.argv[3::2]))]
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _hold(folder: Path, *locks: tuple[str, int]) -> subprocess.Popen:
+    args = [a for name, shared in locks for a in (name, str(shared))]
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == b"held"
+    return proc
+
+
+def test_a_second_render_on_the_folder_refuses_at_start(data, capsys):
+    other = _hold(data, ("render", 0))                  # a render in another process
+    try:
+        assert _render(data) == 2
+        assert "another faceocc render is working on" in capsys.readouterr().err
+        assert not (data / ".faceocc-render").exists()
+    finally:
+        other.kill()
+        other.wait()
+    shard0 = _hold(data, ("render", 1), ("shard-0-of-2", 0))   # shard 0 of a sharded render running
+    try:
+        assert _render(data, "--shard-id", "0", "--num-shards", "2") == 2      # the same shard: refused
+        assert _render(data, "--shard-id", "1", "--num-shards", "2") == 0      # another shard: works
+        assert main(["render", "merge", str(data)]) == 2                        # merge waits for all
+    finally:
+        shard0.kill()
+        shard0.wait()
+    assert _render(data) == 0
+
+
+def _loader(folder):
+    pytest.importorskip("nvidia.dali")
+    from dali_pipes import FaceOcclusionLoader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return FaceOcclusionLoader(folder, 3, device="cpu")
+
+
+def _plain_copy(src: Path, dst: Path, names: tuple[str, ...]) -> None:
+    """Copy mask files (through the links) as plain files, as a user moving files around would."""
+    for name in names:
+        for ext in (".rec", ".idx"):
+            target = dst / f"{name}{ext}"
+            target.unlink(missing_ok=True)
+            shutil.copyfile(src / f"{name}{ext}", target)
+
+
+def test_a_pair_from_two_renders_is_refused(data, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    assert _render(data, "--seed", "0") == 0
+    assert _render(other, "--seed", "1") == 0
+    _plain_copy(other, data, ("mask",))                 # mask_out of seed 0, mask of seed 1
+    with pytest.raises(RecordIOError, match="two different renders") as err:
+        _loader(data)
+    assert err.value.key is not None and err.value.offset is not None
+    assert main(["verify", str(data)]) == 1
+    assert "two different renders" in capsys.readouterr().out
+    assert main(["info", str(data), "--json"]) == 0
+    assert "two different renders" in capsys.readouterr().out
+    msml_masks(other)                                   # a faceocc file beside an MSML one: mixed too
+    _plain_copy(other, data, ("mask",))
+    with pytest.raises(RecordIOError, match="two different renders"):
+        _loader(data)
+
+
+def test_masks_rendered_for_another_train_rec_are_refused(data, tmp_path, capsys):
+    twin = tmp_path / "twin"                            # same keys, ids and labels; other images
+    shutil.copytree(data, twin)
+    with RecordDataset(twin) as ds:
+        records = [(k, *ds.read(k)) for k in ds.keys.tolist()]
+    with RecordWriter(twin / "train.rec", twin / "train.idx") as w:
+        for key, header, payload in records:
+            w.write(key, header, payload + b"\0" * 4 if payload else payload)
+    assert _render(data) == 0
+    _plain_copy(data, twin, ("mask_out", "mask"))
+    with pytest.raises(RecordIOError, match="rendered for another train.rec"):
+        _loader(twin)
+    assert main(["verify", str(twin)]) == 1
+    assert "rendered for another train.rec" in capsys.readouterr().out
