@@ -58,9 +58,8 @@ def test_mxnet_reads_what_faceocc_writes(tmp_path):
 def test_mxnet_reads_rendered_mask_records(tmp_path):
     from datasets import face_dataset
 
-    from faceocc.cli import main
-
     from dali_pipes.mask_records import IDENTITY_TAG
+    from faceocc.cli import main
 
     data = face_dataset(tmp_path / "d", identities=3, per_identity=3)
     assert main(["render", str(data), "--chunk-size", "4"]) == 0
