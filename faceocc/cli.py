@@ -18,7 +18,21 @@ def _print_info(info: dict) -> None:
     print(f"key range   {info['key_range']}")
     print(f"encodings   {info['encodings']} (sample of {info['sampled']})")
     print(f"sizes       {info['sizes']}")
-    print(f"masks       {'mask_out.rec + mask.rec present' if info['has_masks'] else 'none'}")
+    print(f"masks       {_masks_line(info.get('masks') or {})}")
+
+
+def _masks_line(masks: dict) -> str:
+    """The mask set as the loader will treat it (same rule: ``dali_pipes.mask_records``)."""
+    if not masks.get("present"):
+        return "none"
+    if masks.get("problem"):
+        return f"REFUSED by the loader: {masks['problem']}"
+    render = masks.get("render")
+    if render:
+        made = f"faceocc render (seed {render.get('seed')}, landmarks {render.get('landmarks')})"
+    else:
+        made = "MSML layout, no render identity" if masks.get("layout") == "msml" else "no render identity"
+    return f"mask_out.rec + mask.rec present, aligned with train.rec; {made}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -131,6 +131,10 @@ class FolderLock:
             os.write(self.fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
+        """Let go of the lock."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
