@@ -42,7 +42,7 @@ from .renderer import MaskRenderer
 
 WORK = ".faceocc-render"
 OUTPUTS = ("mask_out", "mask")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: image records carry the render identity in id2
 
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:

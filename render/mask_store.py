@@ -53,6 +53,10 @@ def _point(link: Path, target: str, store: Path) -> None:
         raise
 
 
+def _is_fixed_link(path: Path) -> bool:
+    return path.is_symlink() and os.readlink(path) == fixed_link(path.name)
+
+
 def new_generation(data_dir: Path) -> Path:
     """A fresh, empty generation folder."""
     gen = store_dir(data_dir) / f"g-{uuid.uuid4().hex[:12]}"
@@ -63,7 +67,7 @@ def new_generation(data_dir: Path) -> Path:
 def _adopt_plain_files(data_dir: Path) -> None:
     """Bring a set held in plain files (MSML's, or files copied in) under ``current`` without changing
     what any name reads: hard links (or copies) into a generation, then ``current`` points at it."""
-    plain = [f for f in set_files(data_dir) if f.is_file() and not f.is_symlink()]
+    plain = [f for f in set_files(data_dir) if f.is_file() and not _is_fixed_link(f)]   # files, or links of yours
     if not plain:
         return
     cur = current_generation(data_dir)
@@ -88,7 +92,7 @@ def install(data_dir: str | os.PathLike, generation: Path) -> None:
     d = Path(data_dir)
     _adopt_plain_files(d)
     for f in set_files(d):
-        if not (f.is_symlink() and os.readlink(f) == fixed_link(f.name)):
+        if not _is_fixed_link(f):
             _point(f, fixed_link(f.name), store_dir(d))
     _fsync_dir(d)
     _point(store_dir(d) / CURRENT, generation.name, store_dir(d))
