@@ -155,6 +155,10 @@ class RecordDataset:
             if header.flag < 2 or not np.all(np.isfinite(header.label[:2])):
                 raise RecordIOError("identity record has no [first, last) label", self.rec_path, key,
                                     self.offset_of(key))
+            bounds = header.label[:2].astype(np.float64)
+            if np.any(bounds < 0) or np.any(bounds >= 2.0**53) or np.any(bounds % 1):
+                raise RecordIOError(f"identity record's range {bounds.tolist()} is not two key numbers",
+                                    self.rec_path, key, self.offset_of(key))
             rows.append(header.label[:2])
         return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
