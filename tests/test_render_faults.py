@@ -324,3 +324,16 @@ def test_masks_rendered_for_another_train_rec_are_refused(data, tmp_path, capsys
         _loader(twin)
     assert main(["verify", str(twin)]) == 1
     assert "rendered for another train.rec" in capsys.readouterr().out
+
+
+def test_overwrite_over_links_of_your_own_leaves_their_targets_alone(data, rendered, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(data, elsewhere)
+    msml_masks(elsewhere)
+    for f in set_files(elsewhere):
+        (data / f.name).symlink_to(f)
+    kept = {f.name: f.read_bytes() for f in set_files(elsewhere)}
+    assert _render(data, "--overwrite", "--seed", "1") == 0
+    assert _state(data) == rendered[1]
+    assert {f.name: f.read_bytes() for f in set_files(elsewhere)} == kept
+    assert _leftovers(data) == []
