@@ -12,25 +12,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .dataset_checks import header_problems, identity_problems, image_problems, scan_problems
+from .mask_records import (
+    MASK_FILES,
+    dataset_dir,
+    identity_problem,
+    key_problem,
+    mask_paths,
+    mask_status,
+    record_problem,
+    render_identity,
+    train_fingerprint,
+)
 from .packing import encoded_format
-from .recordio import RecordDataset, RecordIOError, class_of, scan_records
+from .recordio import RecordDataset, RecordIOError, class_of
 
-MASK_FILES = ("mask_out", "mask")
-
-
-def dataset_dir(path: str | os.PathLike) -> Path:
-    """The folder of a dataset given as a folder or as its ``.rec`` path."""
-    p = Path(path)
-    return p if p.is_dir() else p.parent
-
-
-def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
-    """``{"mask_out": rec, "mask": rec}`` when both mask record files and their indexes exist."""
-    d = dataset_dir(data_dir)
-    paths = {name: d / f"{name}.rec" for name in MASK_FILES}
-    if all(p.is_file() and p.with_suffix(".idx").is_file() for p in paths.values()):
-        return paths
-    return None
+__all__ = ["MASK_FILES", "VerifyReport", "dataset_dir", "describe", "mask_paths", "verify"]
 
 
 def _image_facts(data: bytes) -> tuple[str, str]:
@@ -42,6 +39,7 @@ def _image_facts(data: bytes) -> tuple[str, str]:
 
 def describe(path: str | os.PathLike, sample: int = 256) -> dict:
     """Summary of a dataset: layout, counts, key range, encodings and sizes seen in a sample."""
+    masks = mask_status(path)
     with RecordDataset(path) as ds:
         keys = ds.image_keys
         pick = keys if keys.size <= sample else keys[np.linspace(0, keys.size - 1, sample).astype(int)]
@@ -49,7 +47,7 @@ def describe(path: str | os.PathLike, sample: int = 256) -> dict:
         sizes: Counter[str] = Counter()
         labels = set()
         for key in pick.tolist():
-            header, data = ds.read(key)
+            header, data = ds.read(key)             # refuses a bad label, naming the key
             labels.add(class_of(header))
             try:
                 enc, size = _image_facts(data)
@@ -68,7 +66,8 @@ def describe(path: str | os.PathLike, sample: int = 256) -> dict:
             "encodings": dict(encodings),
             "sizes": dict(sizes),
             "labels_in_sample": len(labels),
-            "has_masks": mask_paths(path) is not None,
+            "has_masks": masks["aligned"],
+            "masks": masks,
         }
 
 
@@ -98,23 +97,37 @@ def _decode_problem(data: bytes) -> str | None:
         return f"image does not decode: {exc}"
 
 
-def _check_structure(ds: RecordDataset, report: VerifyReport) -> None:
-    starts = set()
+def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport) -> dict[str, RecordDataset]:
+    """The mask files, opened, scanned and key-checked; none when the set is unusable."""
     try:
-        for offset, _ in scan_records(ds.rec_path):
-            starts.add(offset)
+        paths = mask_paths(path) or {}
     except RecordIOError as exc:
-        report.add(ds.rec_path, exc.key, str(exc))
-    stray = [k for k, o in zip(ds.keys.tolist(), ds.offsets.tolist(), strict=False) if o not in starts]
-    for key in stray[:100]:
-        report.add(ds.idx_path, key, "index and data disagree: offset is not a record start")
-    if len(starts) > ds.keys.size:
-        report.add(ds.idx_path, None,
-                   f"index lists {ds.keys.size} records but the file holds {len(starts)}")
+        report.add(exc.path or str(path), exc.key, str(exc))
+        return {}
+    masks = {}
+    for name, rec in paths.items():
+        try:
+            masks[name] = RecordDataset(rec)
+        except RecordIOError as exc:
+            report.add(exc.path or str(rec), exc.key, str(exc))
+    for name, other in list(masks.items()):
+        before = len(report.problems)
+        report.problems.extend(scan_problems(other))
+        problem = key_problem(ds, name, other)
+        if problem:
+            report.add(problem.path, problem.key, str(problem))
+        if problem or len(report.problems) > before:
+            masks.pop(name).close()
+    if len(masks) != len(paths):
+        for other in masks.values():
+            other.close()
+        return {}
+    return masks
 
 
 def verify(path: str | os.PathLike, progress: bool = True, workers: int | None = None) -> VerifyReport:
-    """Full scan: structure, every image record decodes, labels in range, mask records aligned."""
+    """Full scan: structure (index against data, header against keys, identity ranges), every image
+    record's label, id and decoding, and the mask set (the loader's alignment rule, on every key)."""
     report = VerifyReport()
     try:
         ds = RecordDataset(path)
@@ -122,49 +135,48 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
         report.add(exc.path or str(path), exc.key, str(exc))
         return report
     with ds:
-        _check_structure(ds, report)
-        classes = ds.num_classes
-        masks = {}
-        for name, rec in (mask_paths(path) or {}).items():
-            try:
-                masks[name] = RecordDataset(rec)
-            except RecordIOError as exc:
-                report.add(rec, exc.key, str(exc))
-        for name, other in list(masks.items()):
-            if not np.array_equal(other.keys, ds.keys):
-                differ = np.setxor1d(other.keys, ds.keys)
-                report.add(other.rec_path, int(differ[0]) if differ.size else None,
-                           f"{name} keys differ from train.rec keys ({differ.size} differ)")
-                masks.pop(name).close()
+        report.problems.extend(scan_problems(ds))
+        report.problems.extend(header_problems(ds))
+        found, class_for = identity_problems(ds)
+        report.problems.extend(found)
+        masks = _open_masks(path, ds, report)
+        train_fp = train_fingerprint(ds) if masks else ""
+        identity: dict[str, int | None] = {}
 
         def check(key: int) -> list[tuple[str, int | None, str]]:
-            found = []
             try:
                 header, data = ds.read(key)
             except RecordIOError as exc:
                 return [(str(ds.rec_path), key, str(exc))]
-            label = class_of(header)
-            if label < 0 or (classes is not None and label >= classes):
-                found.append((str(ds.rec_path), key, f"label {label} outside 0..{classes}"))
+            found = image_problems(ds, key, header, class_for)
             problem = _decode_problem(data)
             if problem:
                 found.append((str(ds.rec_path), key, problem))
+            headers = {}
             for name, other in masks.items():
                 try:
                     h2, d2 = other.read(key)
                 except RecordIOError as exc:
                     found.append((str(other.rec_path), key, str(exc)))
                     continue
-                if h2.id != header.id or class_of(h2) != label:
-                    found.append((str(other.rec_path), key,
-                                  f"{name} id/label ({h2.id}, {class_of(h2)}) differ from "
-                                  f"train.rec ({header.id}, {label})"))
+                headers[name] = h2
+                mismatch = record_problem(name, other, key, header, h2)
+                if mismatch:
+                    found.append((str(other.rec_path), key, str(mismatch)))
+                first = identity.setdefault(name, render_identity(h2))
+                if render_identity(h2) != first:
+                    found.append((str(other.rec_path), key, f"{name}.rec mixes records of several renders"))
                 problem = _decode_problem(d2)
                 if problem:
                     found.append((str(other.rec_path), key, f"{name}: {problem}"))
+            mixed = identity_problem(masks, headers, key, train_fp) if len(headers) == len(masks) else None
+            if mixed:
+                found.append((str(mixed.path), key, str(mixed)))
             return found
 
         keys = ds.image_keys.tolist()
+        if keys:
+            check(keys[0])      # fixes each mask file's identity before the threads compare against it
         with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool, \
                 tqdm(total=len(keys), unit="img", desc="verifying", disable=not progress) as bar:
             for start in range(0, len(keys), 4096):

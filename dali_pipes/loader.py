@@ -11,12 +11,12 @@ import numpy as np
 from ops import FaceOccluder
 from ops.profiles import Profile
 
-from .dataset_info import mask_paths
+from .mask_records import check_alignment, mask_paths
 from .order import ShardOrder
 from .pipeline import OUTPUTS, build_pipeline
 from .placement import distributed_placement
 from .recordio import RecordDataset, RecordIOError
-from .source import RecordBatchSource, check_alignment
+from .source import RecordBatchSource
 
 
 class FaceOcclusionLoader:

@@ -5,6 +5,7 @@ the ``.idx`` text index, and the error every malformed input raises.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import warnings
@@ -19,7 +20,7 @@ MAX_PART = (1 << 29) - 1
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _FRAME = struct.Struct("<II")
 _IR = struct.Struct("<IfQQ")
-
+MAX_CLASSES = 1 << 31
 
 
 class RecordIOError(Exception):
@@ -49,10 +50,28 @@ class IRHeader(NamedTuple):
     id2: int
 
 
-def class_of(header: IRHeader) -> int:
-    """The identity class of an image record: the label, or its first value for vector labels."""
+def class_of(header: IRHeader, path: str | os.PathLike | None = None, key: int | None = None,
+             offset: int | None = None, classes: int | None = None) -> int:
+    """The identity class of an image record: the label, or its first value for vector labels.
+
+    The class must be a finite whole number in ``0 .. classes - 1`` (``classes`` defaults to 2**31);
+    anything else (NaN, inf, 1e30, 2.5, -1) raises :class:`RecordIOError` naming ``path``, ``key``
+    and ``offset``, never a ValueError or a silently truncated class.
+    """
     label = header.label
-    return int(label[0]) if isinstance(label, np.ndarray) else int(label)
+    if isinstance(label, np.ndarray):
+        if label.size == 0:
+            raise RecordIOError("image record has an empty label vector", path, key, offset)
+        label = label[0]
+    value = float(label)
+    bound = MAX_CLASSES if classes is None else int(classes)
+    if not math.isfinite(value):
+        raise RecordIOError(f"label {value} is not a finite number", path, key, offset)
+    if not value.is_integer():
+        raise RecordIOError(f"label {value} is not a whole number (an identity class)", path, key, offset)
+    if not 0 <= value < bound:
+        raise RecordIOError(f"label {value:.0f} outside 0..{bound - 1} ({bound} identities)", path, key, offset)
+    return int(value)
 
 
 def pack_header(header: IRHeader, payload: bytes) -> bytes:

@@ -7,6 +7,7 @@ payloads and headers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from array import array
@@ -70,7 +71,9 @@ class RecordDataset:
         order = np.argsort(keys, kind="stable")
         self.keys, self.offsets = keys[order], offsets[order]
         self._check_index()
+        self._image_span: tuple[int, int] | None = None     # keys whose labels read() checks
         self.layout, self.image_keys, self.num_classes, self._id_keys = self._detect_layout()
+        self._image_span = (1, int(self._header_end)) if self.layout == "insightface" else (0, 1 << 63)
 
     def _check_index(self) -> None:
         keys, offsets = self.keys, self.offsets
@@ -91,20 +94,48 @@ class RecordDataset:
 
     def _detect_layout(self) -> tuple[str, np.ndarray, int | None, np.ndarray]:
         empty = np.zeros(0, np.int64)
+        self._header_end = 0
         if self.keys.size == 0:
             return "im2rec", empty, self._property_classes(), empty
         first_key = int(self.keys[0])
         header, payload = self.read(first_key)
         if first_key == 0 and header.flag >= 2 and not payload:
             end, last = float(header.label[0]), float(header.label[1])
-            if not (end >= 1 and last >= end and end.is_integer() and last.is_integer()):
+            if not (1 <= end <= last < 2.0**53 and end.is_integer() and last.is_integer()):
                 raise RecordIOError(f"header record has an invalid label {header.label.tolist()}",
-                                    self.rec_path, 0)
+                                    self.rec_path, 0, self.offset_of(0))
             end, last = int(end), int(last)
+            self._header_end = end
             in_images = (self.keys >= 1) & (self.keys < end)
             id_keys = self.keys[(self.keys >= end) & (self.keys < last)]
             return "insightface", self.keys[in_images], last - end, id_keys
+        self._refuse_unindexed_header()
         return "im2rec", self.keys, self._property_classes(), empty
+
+    def _refuse_unindexed_header(self) -> None:
+        """An InsightFace header at byte 0 that the index does not list (its ``0`` line deleted) would
+        silently turn the dataset into an im2rec one whose identity records fail to decode."""
+        if (self.offsets == 0).any():
+            return
+        try:
+            record, _ = read_record_at(self._fd, 0, self.file_size, str(self.rec_path), None)
+            header, payload = unpack_header(record)
+        except RecordIOError:
+            return          # not a record at byte 0: a structural problem that verify reports
+        if header.flag >= 2 and not payload:
+            raise RecordIOError("the InsightFace header record at byte 0 is missing from the index (its "
+                                "'0' line was deleted?), which would read the dataset as im2rec; rebuild "
+                                "the index with `faceocc index`", self.idx_path, 0, 0)
+
+    @property
+    def header_range(self) -> tuple[int, int] | None:
+        """The header record's ``(N + 1, N + 1 + C)`` in the InsightFace layout, else None."""
+        return (self._header_end, self._header_end + self.num_classes) if self.layout == "insightface" else None
+
+    @property
+    def identity_keys(self) -> np.ndarray:
+        """Keys of the identity-range records present in the index (InsightFace layout)."""
+        return self._id_keys
 
     def _property_classes(self) -> int | None:
         prop = self.rec_path.parent / "property"
@@ -124,6 +155,10 @@ class RecordDataset:
             if header.flag < 2 or not np.all(np.isfinite(header.label[:2])):
                 raise RecordIOError("identity record has no [first, last) label", self.rec_path, key,
                                     self.offset_of(key))
+            bounds = header.label[:2].astype(np.float64)
+            if np.any(bounds < 0) or np.any(bounds >= 2.0**53) or np.any(bounds % 1):
+                raise RecordIOError(f"identity record's range {bounds.tolist()} is not two key numbers",
+                                    self.rec_path, key, self.offset_of(key))
             rows.append(header.label[:2])
         return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
@@ -149,14 +184,23 @@ class RecordDataset:
         return read_record_at(self._fd, offset, self.file_size, str(self.rec_path), int(key))[0]
 
     def read(self, key: int) -> tuple[IRHeader, bytes]:
-        """The header and encoded image stored under ``key``."""
+        """The header and encoded image stored under ``key``.
+
+        An image record's label must be an identity class (a whole number in ``0..classes-1`` when
+        the class count is known): anything else raises :class:`RecordIOError` naming the key.
+        """
+        key = int(key)
         offset = self.offset_of(key)
-        record, _ = read_record_at(self._fd, offset, self.file_size, str(self.rec_path), int(key))
-        return unpack_header(record, str(self.rec_path), int(key), offset)
+        record, _ = read_record_at(self._fd, offset, self.file_size, str(self.rec_path), key)
+        header, payload = unpack_header(record, str(self.rec_path), key, offset)
+        span = self._image_span
+        if span is not None and span[0] <= key < span[1]:
+            class_of(header, self.rec_path, key, offset, self.num_classes)
+        return header, payload
 
     def label(self, key: int) -> int:
         """Identity class of the image at ``key``."""
-        return class_of(self.read(key)[0])
+        return class_of(self.read(key)[0], self.rec_path, key, self.offset_of(key), self.num_classes)
 
     def __len__(self) -> int:
         return int(self.image_keys.size)
@@ -246,17 +290,22 @@ class RecordWriter:
         """Flush, sync and move the files to their final names."""
         if self._rec.closed:
             return
-        for f in (self._rec, self._idx):
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
+        try:
+            for f in (self._rec, self._idx):
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+        except BaseException:           # disk full while flushing: leave no partial files behind
+            self.abort()
+            raise
         os.replace(self._tmp_rec, self.rec_path)
         os.replace(self._tmp_idx, self.idx_path)
 
     def abort(self) -> None:
         """Drop everything written so far."""
         for f, tmp in ((self._rec, self._tmp_rec), (self._idx, self._tmp_idx)):
-            f.close()
+            with contextlib.suppress(OSError):      # a close that flushes into a full disk
+                f.close()
             tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> RecordWriter:

@@ -17,7 +17,7 @@ import numpy as np
 from ops import FaceOccluder, Kind
 from ops.params import PARAM_DTYPE
 
-from .dataset_info import mask_paths
+from .mask_records import check_alignment, mask_paths  # noqa: F401 - check_alignment re-exported
 from .order import ShardOrder
 from .recordio import RecordDataset, RecordIOError, class_of
 
@@ -91,20 +91,3 @@ class RecordBatchSource:
             out += [masked, masks]
         return tuple(out)
 
-
-def check_alignment(train: RecordDataset, masks: dict[str, RecordDataset], sample: int = 512) -> None:
-    """Refuse mask records whose keys differ from train.rec, or whose ids/labels differ on a sample
-    of keys (every batch checks the rows it reads again)."""
-    for name, ds in masks.items():
-        if not np.array_equal(ds.keys, train.keys):
-            differ = np.setxor1d(ds.keys, train.keys)
-            raise RecordIOError(f"{name}.rec keys differ from train.rec ({differ.size} keys differ); "
-                                "re-render the masks with `faceocc render`", ds.idx_path,
-                                int(differ[0]) if differ.size else None)
-        keys = train.image_keys
-        pick = keys if keys.size <= sample else keys[np.linspace(0, keys.size - 1, sample).astype(int)]
-        for key in pick.tolist():
-            a, b = train.read(key)[0], ds.read(key)[0]
-            if a.id != b.id or class_of(a) != class_of(b):
-                raise RecordIOError(f"{name}.rec id/label ({b.id}, {class_of(b)}) differ from train.rec "
-                                    f"({a.id}, {class_of(a)})", ds.rec_path, key)

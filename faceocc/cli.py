@@ -18,7 +18,21 @@ def _print_info(info: dict) -> None:
     print(f"key range   {info['key_range']}")
     print(f"encodings   {info['encodings']} (sample of {info['sampled']})")
     print(f"sizes       {info['sizes']}")
-    print(f"masks       {'mask_out.rec + mask.rec present' if info['has_masks'] else 'none'}")
+    print(f"masks       {_masks_line(info.get('masks') or {})}")
+
+
+def _masks_line(masks: dict) -> str:
+    """The mask set as the loader will treat it (same rule: ``dali_pipes.mask_records``)."""
+    if not masks.get("present"):
+        return "none"
+    if masks.get("problem"):
+        return f"REFUSED by the loader: {masks['problem']}"
+    render = masks.get("render")
+    if render:
+        made = f"faceocc render (seed {render.get('seed')}, landmarks {render.get('landmarks')})"
+    else:
+        made = "MSML layout, no render identity" if masks.get("layout") == "msml" else "no render identity"
+    return f"mask_out.rec + mask.rec present, aligned with train.rec; {made}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -116,26 +130,27 @@ def cmd_render(args: argparse.Namespace) -> int:
         if len(args.target) != 2:
             print("usage: faceocc render merge DIR", file=sys.stderr)
             return 2
-        for path in RenderJob.resume(args.target[1]).merge(overwrite=args.overwrite).values():
-            print(f"wrote {path}")
+        with RenderJob.resume(args.target[1]) as job:
+            for path in job.merge(overwrite=args.overwrite).values():
+                print(f"wrote {path}")
         return 0
     if len(args.target) != 1:
         print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
         return 2
     shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
-    job = RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
-                    args.batch_size, args.workers, args.landmark_model)
-    rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
-    if args.landmarks == "dlib":
-        print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "
-              f"(dlib's points did not fit a face); {rendered} rendered now")
-    if num_shards == 1:
-        for path in job.merge(overwrite=args.overwrite).values():
-            print(f"wrote {path}")
-    else:
-        left = len(job.pending(shard_id, num_shards))
-        print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
-              f"faceocc render merge {args.target[0]}")
+    with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
+                   args.batch_size, args.workers, args.landmark_model) as job:
+        rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
+        if args.landmarks == "dlib":
+            print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "
+                  f"(dlib's points did not fit a face); {rendered} rendered now")
+        if num_shards == 1:
+            for path in job.merge(overwrite=args.overwrite).values():
+                print(f"wrote {path}")
+        else:
+            left = len(job.pending(shard_id, num_shards))
+            print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
+                  f"faceocc render merge {args.target[0]}")
     return 0
 
 

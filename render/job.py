@@ -4,29 +4,45 @@
 Work is cut into chunks of consecutive image keys. Each chunk is a pure function of (seed, chunk
 index, settings), written atomically to ``DIR/.faceocc-render/`` and marked done; a killed job run
 again skips the finished chunks, so the merged files are byte-identical to an uninterrupted run.
-Shard ``i`` of ``n`` renders the chunks ``c`` with ``c % n == i``; ``merge`` joins them.
+Shard ``i`` of ``n`` renders the chunks ``c`` with ``c % n == i``; ``merge`` joins them into a new
+generation and installs it as a whole (``render.mask_store``): a job killed during the merge, the
+installation or the clean-up is finished by running it again. Every image record of the set carries
+the render's identity in ``id2`` (``dali_pipes.mask_records``).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter, decode_image
+from dali_pipes.mask_records import (
+    RENDER_MANIFEST,
+    current_generation,
+    fixed_link,
+    identity_id2,
+    render_digest,
+    set_files,
+    train_fingerprint,
+)
+from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, decode_image
 
+from .mask_store import FolderLock, discard_stale, install, new_generation, store_dir
 from .renderer import MaskRenderer
 
 WORK = ".faceocc-render"
 OUTPUTS = ("mask_out", "mask")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: image records carry the render identity in id2
 
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:
@@ -69,22 +85,107 @@ class RenderJob:
         self.work = self.dir / WORK
         self.keys = self.train.image_keys
         self.chunks = (len(self.keys) + self.chunk_size - 1) // self.chunk_size
-        self.manifest = {"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
-                         "landmarks": landmarks, "textures": self.renderer.texture_names,
-                         "images": int(len(self.keys)), "size": list(size)}
+        self._set_manifest({"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
+                            "landmarks": landmarks, "textures": self.renderer.texture_names,
+                            "images": int(len(self.keys)), "size": list(size),
+                            "train": train_fingerprint(self.train)})
+        self._locks: list[FolderLock] = []
+
+    def _set_manifest(self, manifest: dict) -> None:
+        """The render's settings, and the identity (digest, id2) every record of its set carries."""
+        self.manifest = manifest
+        self.digest = render_digest(manifest)
+        self.id2 = identity_id2(manifest["train"], self.digest)
 
     @classmethod
     def resume(cls, data_dir: str | os.PathLike) -> RenderJob:
         """The job whose partial render lies in ``DIR/.faceocc-render`` (settings from its manifest)."""
         manifest = Path(data_dir) / WORK / "manifest.json"
         if not manifest.is_file():
+            if current_generation(data_dir) is not None:
+                raise FileExistsError(f"no render in progress in {data_dir}: its masks are already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
         m = json.loads(manifest.read_text())
-        return cls(data_dir, m["landmarks"], None, "cpu", m["seed"], m["chunk_size"])
+        job = cls(data_dir, m["landmarks"], None, "cpu", m["seed"], m["chunk_size"])
+        if m.get("train") != job.manifest["train"]:
+            raise RuntimeError(f"{job.train.rec_path} changed since its chunks were rendered; render again "
+                               "with --overwrite")
+        job._set_manifest(m)
+        return job
 
     def _image_size(self) -> tuple[int, int]:
-        img = decode_image(self.train.read(int(self.train.image_keys[0]))[1])
+        key = int(self.train.image_keys[0])
+        img = self._decode(key, self.train.read(key)[1], None)
         return int(img.shape[0]), int(img.shape[1])
+
+    def _decode(self, key: int, payload: bytes, size: tuple[int, int] | None) -> np.ndarray:
+        """A face of train.rec, decoded (and resized to ``size``); a bad image names its key."""
+        try:
+            return decode_image(payload) if size is None else _face(payload, size)
+        except Exception as exc:
+            raise RecordIOError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
+                                "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
+
+    @contextmanager
+    def _io_errors(self) -> Iterator[None]:
+        """Disk full and unwritable folders end with a message saying what to do, not a traceback."""
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or self.dir
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RuntimeError(f"no space left on the device of {self.dir} (writing {where}); partial "
+                                   f"files were removed and finished chunks kept in {self.work}: free space, "
+                                   "then run the same command again") from exc
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise RuntimeError(f"cannot write in {self.dir} ({exc.strerror}: {where}); faceocc render "
+                                   "writes its masks beside train.rec: render a writable copy of the "
+                                   "dataset") from exc
+            raise
+
+    def lock(self, shard_id: int = 0, num_shards: int = 1) -> None:
+        """Hold the folder for this process: a second render refuses at start (shards of one sharded
+        render share the folder, each shard exclusively; merging needs the folder alone)."""
+        if self._locks:
+            return
+        with self._io_errors():
+            if num_shards == 1:
+                self._locks.append(FolderLock(self.dir, "render"))
+            else:
+                self._locks.append(FolderLock(self.dir, "render", shared=True))
+                self._locks.append(FolderLock(self.dir, f"shard-{shard_id}-of-{num_shards}"))
+
+    def unlock(self) -> None:
+        """Let other renders at the folder again."""
+        for held in self._locks:
+            held.release()
+        self._locks = []
+
+    def close(self) -> None:
+        """Release the folder and train.rec."""
+        self.unlock()
+        self.train.close()
+
+    def __enter__(self) -> RenderJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def present(self) -> bool:
+        """Whether the dataset has a mask set (any of its files readable)."""
+        return any(f.exists() for f in set_files(self.dir))
+
+    def installed(self) -> bool:
+        """Whether the dataset's mask set is this very render (same settings, seed and train.rec)."""
+        gen = current_generation(self.dir)
+        if gen is None or not all(f.is_symlink() and os.readlink(f) == fixed_link(f.name)
+                                  for f in set_files(self.dir)):
+            return False
+        try:
+            return json.loads((gen / RENDER_MANIFEST).read_text()).get("digest") == self.digest
+        except (OSError, ValueError):
+            return False
 
     def finals(self) -> dict[str, Path]:
         return {name: self.dir / f"{name}.rec" for name in OUTPUTS}
@@ -95,14 +196,18 @@ class RenderJob:
     def done_path(self, c: int) -> Path:
         return self.work / f"chunk-{c:06d}.done"
 
-    def prepare(self, overwrite: bool) -> None:
-        """Refuse to touch existing outputs without ``overwrite``; start or resume the work folder."""
-        existing = [p for p in self.finals().values() if p.exists() or p.with_suffix(".idx").exists()]
-        if existing and not overwrite:
-            raise FileExistsError(f"{', '.join(map(str, existing))} exist; back them up, then pass "
-                                  "--overwrite to render again")
+    def prepare(self, overwrite: bool) -> bool:
+        """Refuse to touch existing outputs without ``overwrite``; start or resume the work folder.
+        Returns True when this render is already installed (only its clean-up was interrupted)."""
         manifest = self.work / "manifest.json"
-        if manifest.exists() and json.loads(manifest.read_text()) != self.manifest:
+        started = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if started == self.manifest and self.installed():
+            return True
+        if self.present() and not overwrite:
+            discard_stale(self.dir)
+            raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; back them up, "
+                                  "then pass --overwrite to render again")
+        if started is not None and started != self.manifest:
             if not overwrite:
                 raise FileExistsError(f"{self.work} holds a partial render with other settings; "
                                       "pass --overwrite to start over")
@@ -112,6 +217,7 @@ class RenderJob:
             tmp = manifest.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.manifest, indent=1))
             os.replace(tmp, manifest)
+        return False
 
     def pending(self, shard_id: int, num_shards: int) -> list[int]:
         return [c for c in range(self.chunks) if c % num_shards == shard_id and not self.done_path(c).exists()]
@@ -120,14 +226,17 @@ class RenderJob:
         """Render this shard's unfinished chunks; returns how many images were rendered now."""
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard id {shard_id} out of range for {num_shards} shard(s)")
-        self.prepare(overwrite)
-        todo = self.pending(shard_id, num_shards)
-        total = sum(len(self.chunk_keys(c)) for c in todo)
-        with ThreadPoolExecutor(self.workers) as pool, \
-                tqdm(total=total, unit="img", desc=f"render {shard_id}/{num_shards}", disable=not progress,
-                     smoothing=0.1) as bar:
-            for c in todo:
-                self._render_chunk(c, pool, bar)
+        self.lock(shard_id, num_shards)
+        with self._io_errors():
+            if self.prepare(overwrite):
+                return 0
+            todo = self.pending(shard_id, num_shards)
+            total = sum(len(self.chunk_keys(c)) for c in todo)
+            with ThreadPoolExecutor(self.workers) as pool, \
+                    tqdm(total=total, unit="img", desc=f"render {shard_id}/{num_shards}", disable=not progress,
+                         smoothing=0.1) as bar:
+                for c in todo:
+                    self._render_chunk(c, pool, bar)
         return total
 
     def chunk_keys(self, c: int) -> np.ndarray:
@@ -138,9 +247,9 @@ class RenderJob:
         size = self.renderer.size
 
         def load(batch: np.ndarray) -> tuple[np.ndarray, list]:
-            records = [self.train.read(int(k)) for k in batch]
-            faces = list(pool.map(lambda r: _face(r[1], size), records))
-            return np.stack(faces), [h for h, _ in records]
+            records = [(int(k), *self.train.read(int(k))) for k in batch]
+            faces = list(pool.map(lambda r: self._decode(r[0], r[2], size), records))
+            return np.stack(faces), [h for _, h, _ in records]
 
         starts = range(0, len(keys), self.batch_size)
         ahead: Future | None = None
@@ -170,15 +279,16 @@ class RenderJob:
             bar.update(len(faces))
         writers = {name: RecordWriter(self.chunk_path(name, c)) for name in OUTPUTS}
         try:
-            for key, header, (jpeg, png) in zip(keys.tolist(), headers, encoded):
+            for key, header, (jpeg, png) in zip(keys.tolist(), headers, encoded, strict=True):
+                header = header._replace(id2=self.id2)              # the render's identity
                 writers["mask_out"].write(key, header, jpeg.result())
                 writers["mask"].write(key, header, png.result())
+            for w in writers.values():
+                w.close()
         except BaseException:
             for w in writers.values():
                 w.abort()
             raise
-        for w in writers.values():
-            w.close()
         fallbacks = getattr(self.renderer.landmarks, "fallbacks", 0) - failed_before
         self.done_path(c).write_text(json.dumps({"images": len(keys), "fallbacks": fallbacks}))
 
@@ -193,28 +303,46 @@ class RenderJob:
         return total
 
     def merge(self, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
-        """Join all chunks, in key order, with train.rec's header and identity records, into the
-        final files; then remove the work folder."""
-        missing = [c for c in range(self.chunks) if not self.done_path(c).exists()]
-        if missing:
-            raise RuntimeError(f"{len(missing)} of {self.chunks} chunks are not rendered yet (first: chunk "
-                               f"{missing[0]}); run the remaining shards, then merge")
-        finals = self.finals()
-        existing = [p for p in finals.values() if p.exists()]
-        if existing and not overwrite:
-            raise FileExistsError(f"{', '.join(map(str, existing))} exist; pass --overwrite to replace them")
+        """Join all chunks, in key order, with train.rec's header and identity records, into a new
+        generation; install it in place of the old set (as a whole); then remove the work folder."""
+        self.lock()
+        with self._io_errors():
+            if not self.installed():
+                missing = [c for c in range(self.chunks) if not self.done_path(c).exists()]
+                if missing:
+                    raise RuntimeError(f"{len(missing)} of {self.chunks} chunks are not rendered yet (first: "
+                                       f"chunk {missing[0]}); run the remaining shards, then merge")
+                if self.present() and not overwrite:
+                    raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; pass "
+                                          "--overwrite to replace them")
+                discard_stale(self.dir)
+                generation = new_generation(self.dir)
+                try:
+                    self._write_set(generation, progress)
+                except BaseException:
+                    shutil.rmtree(generation, ignore_errors=True)
+                    raise
+                install(self.dir, generation)
+            if self.work.exists():
+                os.replace(self.work, store_dir(self.dir) / f"g-trash-{uuid.uuid4().hex[:8]}")
+            discard_stale(self.dir)
+        return self.finals()
+
+    def _write_set(self, generation: Path, progress: bool) -> None:
         image_keys = set(self.keys.tolist())
-        for name, final in finals.items():
+        for name in OUTPUTS:
             parts = [RecordDataset(self.chunk_path(name, c)) for c in range(self.chunks)]
-            with RecordWriter(final) as w:
-                for key in tqdm(self.train.keys.tolist(), desc=f"merge {name}", unit="rec",
-                                disable=not progress):
-                    if key in image_keys:
-                        c = int(np.searchsorted(self.keys, key)) // self.chunk_size
-                        w.write_raw(key, parts[c].read_raw(key))
-                    else:
-                        w.write_raw(key, self.train.read_raw(key))
-            for p in parts:
-                p.close()
-        shutil.rmtree(self.work)
-        return finals
+            try:
+                with RecordWriter(generation / f"{name}.rec") as w:
+                    for key in tqdm(self.train.keys.tolist(), desc=f"merge {name}", unit="rec",
+                                    disable=not progress):
+                        if key in image_keys:
+                            c = int(np.searchsorted(self.keys, key)) // self.chunk_size
+                            w.write_raw(key, parts[c].read_raw(key))
+                        else:
+                            w.write_raw(key, self.train.read_raw(key))
+            finally:
+                for p in parts:
+                    p.close()
+        identity = {**self.manifest, "digest": self.digest, "id2": f"{self.id2:016x}"}
+        (generation / RENDER_MANIFEST).write_text(json.dumps(identity, indent=1, sort_keys=True))

@@ -54,3 +54,23 @@ def add_masks(folder: Path, corrupt_label_of: int | None = None) -> None:
             if key == corrupt_label_of:
                 header = IRHeader(0, float(header.label) + 1, header.id, 0)
             mk.write(key, header, png_bytes(mask))
+
+
+def msml_masks(folder: Path, drop_key: int | None = None, relabel_key: int | None = None) -> None:
+    """mask_out.rec / mask.rec in MSML's layout (as its cvt script writes them): image keys only,
+    flag 0 and a scalar label, both JPEG q95, the mask single-channel (255 clean, 0 masked)."""
+    from dali_pipes.recordio import IRHeader, class_of, decode_image
+
+    with RecordDataset(folder) as ds:
+        records = [(k, *ds.read(k)) for k in ds.image_keys.tolist()]
+    with RecordWriter(folder / "mask_out.rec") as mo, RecordWriter(folder / "mask.rec") as mk:
+        for key, header, payload in records:
+            if key == drop_key:
+                continue
+            label = class_of(header) + (1 if key == relabel_key else 0)
+            head = IRHeader(0, float(label), header.id, header.id2)
+            face = decode_image(payload).copy()
+            mask = mask_for(key, face.shape[0])
+            face[mask == 0] = (40, 120, 220)
+            mo.write(key, head, jpeg_bytes(face))
+            mk.write(key, head, jpeg_bytes(mask))

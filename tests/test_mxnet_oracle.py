@@ -58,15 +58,23 @@ def test_mxnet_reads_what_faceocc_writes(tmp_path):
 def test_mxnet_reads_rendered_mask_records(tmp_path):
     from datasets import face_dataset
 
+    from dali_pipes.mask_records import IDENTITY_TAG
     from faceocc.cli import main
 
     data = face_dataset(tmp_path / "d", identities=3, per_identity=3)
     assert main(["render", str(data), "--chunk-size", "4"]) == 0
-    recs = [data / "train.rec", data / "mask_out.rec", data / "mask.rec"]
+    recs = [data / "train.rec", data / "mask_out.rec", data / "mask.rec"]     # fixed links into the set
     seen = _mxnet_reads(*recs)
     train = seen[str(recs[0])]["records"]
+    with RecordDataset(data) as ds:
+        images = {str(k) for k in ds.image_keys.tolist()}
+    identities = set()
     for rec in recs[1:]:
         got = seen[str(rec)]["records"]
         assert got == _ours(rec)
         assert sorted(got) == sorted(train)
-        assert all(got[k][:4] == train[k][:4] for k in train)       # same flag, label, id, id2
+        assert all(got[k][:3] == train[k][:3] for k in train)       # same flag, label, id
+        # id2: train.rec's for the copied header/identity records, the render's identity on images
+        assert all(got[k][3] == train[k][3] for k in train if k not in images)
+        identities |= {got[k][3] for k in images}
+    assert len(identities) == 1 and identities.pop() >> 48 == IDENTITY_TAG

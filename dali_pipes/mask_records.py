@@ -1,0 +1,228 @@
+"""The offline mask records beside a dataset (``mask_out.rec/.idx``, ``mask.rec/.idx``): where they are,
+which render made them, and the one alignment rule that the loader, ``faceocc info`` and
+``faceocc verify`` all apply.
+
+Aligned means: every image key of train.rec is present in both files, with the same header id and
+the same identity class; no file holds a key train.rec does not have. Both layouts pass: faceocc's
+own (train.rec's header and identity records copied, then the image keys) and MSML's (the image keys
+only, flag 0 and a scalar label, as ``cvt_casia_webface_masked.py`` writes them).
+
+Sets made by ``faceocc render`` also carry a render identity: the ``id2`` field of every image
+record holds a tag, 24 bits of train.rec's fingerprint and 24 bits of the render's digest (settings,
+seed, train.rec fingerprint). A pair from two renders, a faceocc file paired with a foreign one, or
+masks rendered for another train.rec are refused. Files without the tag (MSML's) have no identity
+and are judged by alignment alone.
+
+faceocc installs a set as a generation folder ``.faceocc-masks/<generation>/`` and a link
+``.faceocc-masks/current`` to it; the four names beside train.rec are fixed links through
+``current``, so one atomic replacement of ``current`` swaps the whole set. :func:`mask_paths` reads
+``current`` once, so a reader never sees half of one set and half of another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .record_frames import IRHeader, RecordIOError, class_of
+from .recordio import RecordDataset
+
+MASK_FILES = ("mask_out", "mask")
+STORE = ".faceocc-masks"
+CURRENT = "current"
+RENDER_MANIFEST = "render.json"
+IDENTITY_TAG = 0xFACE
+
+
+def dataset_dir(path: str | os.PathLike) -> Path:
+    """The folder of a dataset given as a folder or as its ``.rec`` path."""
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def set_files(folder: Path) -> list[Path]:
+    """The four files of a mask set in ``folder``: mask_out.rec/.idx, mask.rec/.idx."""
+    return [folder / f"{name}{ext}" for name in MASK_FILES for ext in (".rec", ".idx")]
+
+
+def fixed_link(name: str) -> str:
+    """What the fixed name ``name`` beside train.rec points at in a faceocc-installed set."""
+    return f"{STORE}/{CURRENT}/{name}"
+
+
+def current_generation(data_dir: str | os.PathLike) -> Path | None:
+    """The generation folder ``.faceocc-masks/current`` points at, read once; None without one."""
+    link = dataset_dir(data_dir) / STORE / CURRENT
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    return link.parent / target
+
+
+def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
+    """``{"mask_out": rec, "mask": rec}`` of the dataset's mask set; None when there is none.
+
+    faceocc's fixed links are resolved through one reading of ``current``. Some but not all of the
+    four files present is an incomplete set: :class:`RecordIOError` naming the missing file.
+    """
+    d = dataset_dir(data_dir)
+    generation = current_generation(d)
+    files = []
+    for path in set_files(d):
+        linked = path.is_symlink() and os.readlink(path) == fixed_link(path.name)
+        files.append(generation / path.name if linked and generation is not None else path)
+    present = [f.is_file() for f in files]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = files[present.index(False)]
+        raise RecordIOError(f"incomplete mask set: {missing.name} is missing beside "
+                            f"{', '.join(f.name for f, p in zip(files, present, strict=True) if p)}; "
+                            "render the masks again (faceocc render --overwrite)", missing)
+    return {name: files[2 * i] for i, name in enumerate(MASK_FILES)}
+
+
+def render_manifest(data_dir: str | os.PathLike) -> dict | None:
+    """The settings of the installed faceocc render (its ``render.json``), or None."""
+    generation = current_generation(data_dir)
+    try:
+        return json.loads((generation / RENDER_MANIFEST).read_text()) if generation else None
+    except (OSError, ValueError):
+        return None
+
+
+def train_fingerprint(train: RecordDataset) -> str:
+    """A digest of train.rec that survives copying: its index, size, first and last image records."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(train.keys.tobytes())
+    h.update(train.offsets.tobytes())
+    h.update(str(train.file_size).encode())
+    if train.image_keys.size:
+        for key in (int(train.image_keys[0]), int(train.image_keys[-1])):
+            h.update(train.read_raw(key))
+    return h.hexdigest()
+
+
+def render_digest(settings: dict) -> str:
+    """Digest of a render's settings (which include train.rec's fingerprint)."""
+    return hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def identity_id2(train_fp: str, digest: str) -> int:
+    """The ``id2`` value that marks every image record of one render."""
+    return (IDENTITY_TAG << 48) | (int(train_fp[:6], 16) << 24) | int(digest[:6], 16)
+
+
+def render_identity(header: IRHeader) -> int | None:
+    """The render identity a record carries, or None (a file not made by ``faceocc render``)."""
+    return int(header.id2) if int(header.id2) >> 48 == IDENTITY_TAG else None
+
+
+def key_problem(train: RecordDataset, name: str, ds: RecordDataset) -> RecordIOError | None:
+    """A mask file missing an image key of train.rec, or holding a key train.rec lacks."""
+    images = train.image_keys
+    pos = np.minimum(np.searchsorted(ds.keys, images), max(ds.keys.size - 1, 0))
+    absent = np.flatnonzero(ds.keys[pos] != images) if ds.keys.size else np.arange(images.size)
+    if absent.size:
+        key = int(images[absent[0]])
+        return RecordIOError(f"{name}.rec lacks {absent.size} image key(s) of train.rec (first: key {key}); "
+                             "render the masks again (faceocc render --overwrite)", ds.idx_path, key)
+    extra = np.setdiff1d(ds.keys, train.keys, assume_unique=True)
+    if extra.size:
+        key = int(extra[0])
+        return RecordIOError(f"{name}.rec holds {extra.size} key(s) that train.rec does not have (first: "
+                             f"key {key}): masks of another dataset?", ds.idx_path, key, ds.offset_of(key))
+    return None
+
+
+def record_problem(name: str, ds: RecordDataset, key: int, image: IRHeader,
+                   mask: IRHeader) -> RecordIOError | None:
+    """The mask record at ``key`` differs from train.rec's in header id or identity class."""
+    a, b = class_of(image), class_of(mask)
+    if image.id != mask.id or a != b:
+        return RecordIOError(f"{name}.rec id/label ({mask.id}, {b}) differ from train.rec ({image.id}, {a}); "
+                             "render the masks again (faceocc render --overwrite)", ds.rec_path, key,
+                             ds.offset_of(key))
+    return None
+
+
+def identity_problem(masks: dict[str, RecordDataset], headers: dict[str, IRHeader], key: int,
+                     train_fp: str) -> RecordIOError | None:
+    """The two records of ``key`` come from two renders, or from a render of another train.rec."""
+    ids = {name: render_identity(h) for name, h in headers.items()}
+    if not ids:
+        return None
+    first, *others = ids.values()
+    if any(other != first for other in others):
+        shown = ", ".join(f"{n}.rec {'none (not made by faceocc)' if i is None else f'{i:016x}'}"
+                          for n, i in ids.items())
+        name = next(n for n, i in ids.items() if i != first)
+        return RecordIOError(f"mask_out.rec and mask.rec come from two different renders (render identity "
+                             f"{shown}): a mixed set; render the masks again (faceocc render --overwrite)",
+                             masks[name].rec_path, key, masks[name].offset_of(key))
+    if first is not None and (first >> 24) & 0xFFFFFF != int(train_fp[:6], 16):
+        name = next(iter(masks))
+        return RecordIOError("the masks were rendered for another train.rec (its fingerprint differs from "
+                             "this one's); render them again for this dataset (faceocc render --overwrite)",
+                             masks[name].rec_path, key, masks[name].offset_of(key))
+    return None
+
+
+def check_alignment(train: RecordDataset, masks: dict[str, RecordDataset], sample: int = 512) -> None:
+    """Refuse mask records that are not aligned with train.rec (see the module's rule) or that mix
+    renders, checking every key's presence and the headers of a sample of keys (first and last
+    included); raises the first :class:`RecordIOError` found, naming file, key and offset."""
+    for name, ds in masks.items():
+        problem = key_problem(train, name, ds)
+        if problem:
+            raise problem
+    keys = train.image_keys
+    pick = keys if keys.size <= sample else keys[np.linspace(0, keys.size - 1, sample).astype(int)]
+    train_fp = None
+    for key in pick.tolist():
+        image = train.read(key)[0]
+        headers = {name: ds.read(key)[0] for name, ds in masks.items()}
+        for name, header in headers.items():
+            problem = record_problem(name, masks[name], key, image, header)
+            if problem:
+                raise problem
+        if train_fp is None and any(render_identity(h) is not None for h in headers.values()):
+            train_fp = train_fingerprint(train)
+        problem = identity_problem(masks, headers, key, train_fp or "000000")
+        if problem:
+            raise problem
+
+
+def mask_status(data_dir: str | os.PathLike) -> dict:
+    """What ``faceocc info`` says about the mask set, decided by the loader's own rule."""
+    status: dict = {"present": False, "layout": None, "aligned": False, "problem": None, "render": None}
+    try:
+        paths = mask_paths(data_dir)
+    except RecordIOError as exc:
+        return {**status, "present": True, "problem": str(exc)}
+    if paths is None:
+        return status
+    status["present"] = True
+    opened: dict[str, RecordDataset] = {}
+    try:
+        with RecordDataset(data_dir) as train:
+            for name, rec in paths.items():
+                opened[name] = RecordDataset(rec)
+            layouts = {ds.layout for ds in opened.values()}
+            status["layout"] = "faceocc" if layouts == {"insightface"} else \
+                "msml" if layouts == {"im2rec"} else "mixed"
+            check_alignment(train, opened)
+        status["aligned"] = True
+        if paths["mask"].parent == current_generation(data_dir):
+            status["render"] = render_manifest(data_dir)
+    except RecordIOError as exc:
+        status["problem"] = str(exc)
+    finally:
+        for ds in opened.values():
+            ds.close()
+    return status
