@@ -109,9 +109,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if len(args.target) != 1:
         print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
         return 2
-    shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
+    shard_id, num_shards, local = distributed_placement(args.shard_id, args.num_shards)
     job = RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
-                    args.batch_size, args.workers, args.landmark_model)
+                    args.batch_size, args.workers, args.landmark_model,
+                    device_id=local if args.device == "gpu" else None)   # torchrun: one GPU per process
     job.run(shard_id, num_shards, overwrite=args.overwrite)
     if num_shards == 1:
         for path in job.merge(overwrite=args.overwrite).values():
