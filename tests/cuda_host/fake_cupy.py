@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as _np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
 SHIM = Path(__file__).resolve().parent / "shim"
 __version__ = "13.0.0-cuda-host"
@@ -244,21 +245,91 @@ def reset() -> None:
 
 # -- arrays -----------------------------------------------------------------------------------------
 
-class ndarray(_np.ndarray):
-    """A 'device' array: NumPy storage, tagged with (device, stream, sequence number) of its last write."""
+class ndarray(NDArrayOperatorsMixin):
+    """A 'device' array: NumPy storage, tagged with (device, stream, sequence number) of its last write.
 
-    _written: tuple[int, int, int] = (0, 0, 0)
+    Like CuPy's, it is not a ``numpy.ndarray`` and refuses implicit conversion (``np.asarray(a)``): code
+    must copy with ``.get()`` or ``cupy.asnumpy``. Operators, ufuncs and NumPy's methods work on it and
+    give device arrays (computed on the current device and stream, after the same visibility check as a
+    kernel launch).
+    """
 
-    def __array_finalize__(self, obj: object) -> None:
-        written = getattr(obj, "_written", None)
-        self._written = written if written is not None else _stamp()
+    __array_priority__ = 100
+
+    def __init__(self, data: _np.ndarray, written: tuple[int, int, int] | None = None) -> None:
+        self._a = data
+        self._written = written or _stamp()
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    nbytes = property(lambda self: self._a.nbytes)
+    itemsize = property(lambda self: self._a.itemsize)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
 
     @property
     def device(self) -> Device:
         return Device(self._written[0])
 
+    @property
+    def T(self) -> ndarray:
+        return ndarray(self._a.T, self._written)
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+    def __repr__(self) -> str:
+        return f"fake_cupy.ndarray(shape={self.shape}, dtype={self.dtype}, device={self._written[0]})"
+
+    def __array__(self, *args: object, **kwargs: object) -> _np.ndarray:
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct "
+                        "a NumPy array explicitly.")
+
+    def __array_ufunc__(self, ufunc: _np.ufunc, method: str, *inputs: object, **kwargs: object) -> object:
+        if "out" in kwargs:
+            kwargs["out"] = tuple(_read(o) for o in kwargs["out"])
+        return _result(getattr(ufunc, method)(*(_read(x) for x in inputs), **kwargs), ufunc.__name__)
+
+    def __getitem__(self, index: object) -> ndarray:
+        return ndarray(self._a[_read(index)], self._written)
+
+    def __setitem__(self, index: object, value: object) -> None:
+        self._a[_read(index)] = _read(value)
+        self._written = _stamp()
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __float__(self) -> float:
+        return float(_host(self))
+
+    def __int__(self) -> int:
+        return int(_host(self))
+
+    def view(self, dtype: object = None) -> ndarray:
+        return ndarray(self._a.view(dtype), self._written)
+
+    def reshape(self, *shape: object, order: str = "C") -> ndarray:
+        return ndarray(self._a.reshape(*shape, order=order), self._written)
+
     def get(self, stream: Stream | None = None) -> _np.ndarray:
         return asnumpy(self)
+
+    def __getattr__(self, name: str) -> object:
+        """NumPy's other methods (astype, copy, sum, ...), results as device arrays."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        f = getattr(self._a, name)
+        if not callable(f):
+            return f
+
+        def method(*args: object, **kwargs: object) -> object:
+            _read(self)
+            return _result(getattr(self._a, name)(*(_read(a) for a in args), **kwargs), name)
+
+        return method
 
 
 def _stamp() -> tuple[int, int, int]:
@@ -266,22 +337,48 @@ def _stamp() -> tuple[int, int, int]:
 
 
 def _new(a: _np.ndarray, how: str) -> ndarray:
-    out = a.view(ndarray)
-    out._written = _stamp()
+    out = ndarray(a)
     LOG.append(Event("alloc", how, out._written[0], out._written[1]))
     return out
 
 
+def _result(r: object, how: str) -> object:
+    if isinstance(r, tuple):
+        return tuple(_result(x, how) for x in r)
+    return _new(r, how) if isinstance(r, _np.ndarray) else r
+
+
+def _read(a: object) -> object:
+    """The storage of a device array read by work on the current device and stream (checked); anything
+    else (index tuples included) with its device arrays replaced."""
+    if isinstance(a, ndarray):
+        why = _visible(a._written, _device(), get_current_stream().ptr)
+        if why:
+            raise CUDARuntimeError(f"reading a device array: {why}")
+        return a._a
+    if isinstance(a, tuple):
+        return tuple(_read(x) for x in a)
+    if isinstance(a, list):
+        return [_read(x) for x in a]
+    return a
+
+
 def _host(a: object) -> _np.ndarray:
-    """The NumPy view of a device array, read (as CuPy does) on the current stream of its own device."""
+    """The storage of a device array copied to the host, as CuPy does: on the current stream of the array's
+    own device."""
     if isinstance(a, ndarray):
         dev = a._written[0]
         stream = _stream_stack().get(dev)
         why = _visible(a._written, dev, 0 if stream is None else stream.ptr)
         if why:
-            raise CUDARuntimeError(f"reading a device array: {why}")
-        return a.view(_np.ndarray)
+            raise CUDARuntimeError(f"copying a device array to the host: {why}")
+        return a._a
     return _np.asarray(a)
+
+
+def _storage(a: object) -> _np.ndarray:
+    """Host or device input of an upload or copy (a device array of another device: a peer copy)."""
+    return _host(a) if isinstance(a, ndarray) else _np.asarray(a)
 
 
 uint8, int8, int16, int32, int64 = _np.uint8, _np.int8, _np.int16, _np.int32, _np.int64
@@ -290,25 +387,19 @@ float16, float32, float64, bool_ = _np.float16, _np.float32, _np.float64, _np.bo
 
 
 def asarray(a: object, dtype: object = None, order: str | None = None) -> ndarray:
-    if isinstance(a, ndarray) and (dtype is None or _np.dtype(dtype) == a.dtype):
-        if a.device.id != _device():
-            return _new(_np.array(_host_any(a), copy=True), "asarray")   # a peer copy, as CuPy makes
+    if isinstance(a, ndarray) and a.device.id == _device() and (dtype is None or _np.dtype(dtype) == a.dtype):
         return a
-    return _new(_np.array(_host_any(a), dtype=dtype, copy=True, order=order or "K"), "asarray")
-
-
-def _host_any(a: object) -> _np.ndarray:
-    return a.view(_np.ndarray) if isinstance(a, ndarray) else _np.asarray(a)
+    return _new(_np.array(_storage(a), dtype=dtype, copy=True, order=order or "K"), "asarray")
 
 
 def array(a: object, dtype: object = None, copy: bool = True, order: str = "K") -> ndarray:
-    return _new(_np.array(_host_any(a), dtype=dtype, copy=True, order=order), "array")
+    return _new(_np.array(_storage(a), dtype=dtype, copy=True, order=order), "array")
 
 
 def ascontiguousarray(a: object, dtype: object = None) -> ndarray:
     if isinstance(a, ndarray) and a.flags.c_contiguous and (dtype is None or _np.dtype(dtype) == a.dtype):
         return a
-    return _new(_np.ascontiguousarray(_host_any(a), dtype=dtype), "ascontiguousarray")
+    return _new(_np.ascontiguousarray(_storage(a), dtype=dtype), "ascontiguousarray")
 
 
 def asnumpy(a: object, stream: Stream | None = None) -> _np.ndarray:
@@ -316,11 +407,10 @@ def asnumpy(a: object, stream: Stream | None = None) -> _np.ndarray:
 
 
 def _sentinel(out: ndarray) -> ndarray:
-    raw = out.view(_np.ndarray)
     if out.dtype.kind == "f":
-        raw[...] = _np.nan
+        out._a[...] = _np.nan
     else:
-        raw.view(_np.uint8)[...] = 0x7F
+        out._a.view(_np.uint8)[...] = 0x7F
     return out
 
 
@@ -329,7 +419,7 @@ def empty(shape: object, dtype: object = float32, order: str = "C") -> ndarray:
 
 
 def empty_like(a: object, dtype: object = None) -> ndarray:
-    return _sentinel(_new(_np.empty_like(_host_any(a), dtype=dtype), "empty_like"))
+    return _sentinel(_new(_np.empty(a.shape, a.dtype if dtype is None else dtype), "empty_like"))
 
 
 def zeros(shape: object, dtype: object = float32) -> ndarray:
@@ -344,23 +434,14 @@ def full(shape: object, fill_value: object, dtype: object = None) -> ndarray:
     return _new(_np.full(shape, fill_value, dtype), "full")
 
 
-def stack(arrays: list, axis: int = 0) -> ndarray:
-    return _new(_np.stack([_host(a) for a in arrays], axis), "stack")
-
-
-def concatenate(arrays: list, axis: int = 0) -> ndarray:
-    return _new(_np.concatenate([_host(a) for a in arrays], axis), "concatenate")
-
-
 def __getattr__(name: str) -> object:
-    """Any other NumPy function, its array results as device arrays."""
+    """Any other NumPy function (stack, concatenate, ...), on device arrays, results as device arrays."""
     f = getattr(_np, name)
-    if not callable(f):
+    if not callable(f) or isinstance(f, type):
         return f
 
     def wrapped(*args: object, **kwargs: object) -> object:
-        r = f(*args, **kwargs)
-        return _new(r, name) if isinstance(r, _np.ndarray) and not isinstance(r, ndarray) else r
+        return _result(f(*(_read(a) for a in args), **{k: _read(v) for k, v in kwargs.items()}), name)
 
     return wrapped
 
@@ -467,7 +548,7 @@ class RawKernel:
                 why = _visible(a._written, dev, sptr)
                 if why:
                     raise CUDARuntimeError(f"{where}: {why}")
-                h = ctypes.c_void_p(a.__array_interface__["data"][0])
+                h = ctypes.c_void_p(a._a.__array_interface__["data"][0])
                 kind = {"i": 1, "u": 2, "b": 2, "f": 3, "V": 4}[a.dtype.kind]
                 desc[5 * i:5 * i + 5] = [0, ctypes.sizeof(ctypes.c_void_p), kind, a.dtype.itemsize, a.nbytes]
                 holders.append(h)
