@@ -61,18 +61,23 @@ class GpuOccluder:
         import cupy as cp
 
         self.cp = cp
-        self.device = cp.cuda.Device(device_id)
+        self.device_id = cp.cuda.Device(device_id).id
         self.cell = int(atlas.shape[1])
         self._kernels: dict[bool, tuple[Any, Any]] = {}
-        with self.device:
+        with self.device():
             self.atlas = cp.asarray(atlas)
             self._empty3 = cp.zeros((1, 1, 1, 3), cp.uint8)
             self._empty1 = cp.zeros((1, 1, 1), cp.uint8)
             cp.cuda.get_current_stream().synchronize()
 
+    def device(self) -> Any:
+        """A fresh ``cupy.cuda.Device`` of this object's device, for one ``with`` block (a Device object
+        shared by the threads that call into this one is not safe to enter from several of them)."""
+        return self.cp.cuda.Device(self.device_id)
+
     def kernels(self, half: bool) -> tuple[Any, Any]:
         if half not in self._kernels:
-            with self.device:
+            with self.device():
                 module = self.cp.RawModule(code=kernel_source(HERE / "occlude.cu"), options=compile_options(half))
                 self._kernels[half] = (module.get_function("occlude_pass1"), module.get_function("occlude_pass2"))
         return self._kernels[half]
@@ -80,14 +85,14 @@ class GpuOccluder:
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, grayscale: bool,
               normalize: bool, dtype: np.dtype) -> dict:
         """Apply a host parameter table to device (or host) uint8 faces [N, H, W, 3]."""
-        with self.device:
+        with self.device():
             params = self.cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
             return self.apply_device(faces, params, masked_faces, masks, grayscale, normalize, dtype)
 
     def _on_device(self, name: str, array: Any) -> None:
-        where = getattr(getattr(array, "device", None), "id", self.device.id)
-        if where != self.device.id:
-            raise ValueError(f"{name} are on device {where} but this occluder lives on device {self.device.id} "
+        where = getattr(getattr(array, "device", None), "id", self.device_id)
+        if where != self.device_id:
+            raise ValueError(f"{name} are on device {where} but this occluder lives on device {self.device_id} "
                              "(build it with device_id set to the pipeline's device)")
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any, masks: Any, grayscale: bool,
@@ -96,7 +101,7 @@ class GpuOccluder:
         for name, array in (("faces", faces), ("parameter rows", params), ("masked faces", masked_faces),
                             ("masks", masks)):
             self._on_device(name, array)
-        with self.device:
+        with self.device():
             return self._launch(faces, params, masked_faces, masks, grayscale, normalize, dtype)
 
     def _launch(self, faces: Any, params: Any, masked_faces: Any, masks: Any, grayscale: bool,

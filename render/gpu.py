@@ -36,9 +36,9 @@ class GpuRasterizer:
         import cupy as cp
 
         self.cp = cp
-        self.device = cp.cuda.Device(device_id)
+        self.device_id = cp.cuda.Device(device_id).id
         self.n_tris = int(len(tris))
-        with self.device:
+        with self.device():
             self.textures = cp.asarray(textures)
             self.tris = cp.asarray(tris.astype(np.int32))
             self.uv = cp.asarray(uv.astype(np.float32))
@@ -47,9 +47,14 @@ class GpuRasterizer:
             self.shade = module.get_function("raster_shade")
             cp.cuda.get_current_stream().synchronize()
 
+    def device(self) -> Any:
+        """A fresh ``cupy.cuda.Device`` of this object's device, for one ``with`` block (a Device object
+        shared by the threads that call into this one is not safe to enter from several of them)."""
+        return self.cp.cuda.Device(self.device_id)
+
     def render(self, faces: Any, verts: np.ndarray, params: np.ndarray) -> tuple[Any, Any]:
         """Masked faces [N, H, W, 3] and masks [N, H, W] (uint8, on this object's device)."""
-        with self.device:
+        with self.device():
             return self._render(faces, verts, params)
 
     def _render(self, faces: Any, verts: np.ndarray, params: np.ndarray) -> tuple[Any, Any]:
