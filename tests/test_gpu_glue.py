@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cuda_host import installed, real_faces, requires_gxx
+from cuda_host import installed, real_faces, requires_gxx, session_build
 
 from ops import FaceOccluder, load_profile
 from ops.reference import apply_reference
@@ -22,7 +22,7 @@ def on_cpu(test):
 
 @pytest.fixture
 def cp(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CUDA_HOST_BUILD", str(tmp_path_factory.getbasetemp() / "cuda-host-glue"))
+    monkeypatch.setenv("CUDA_HOST_BUILD", session_build(tmp_path_factory))
     with installed(device_count=2) as fake:
         yield fake
 

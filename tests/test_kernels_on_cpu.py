@@ -19,7 +19,16 @@ import subprocess
 
 import numpy as np
 import pytest
-from cuda_host import GXX, installed, real_faces, rendered_masks, requires_gxx, run_under_asan, shared_dir
+from cuda_host import (
+    GXX,
+    installed,
+    real_faces,
+    rendered_masks,
+    requires_gxx,
+    run_under_asan,
+    session_build,
+    shared_dir,
+)
 from cuda_host.tables import fuzzed_table, mask_inputs
 
 from ops import FaceOccluder, Kind, load_profile
@@ -33,7 +42,7 @@ PROFILES = sorted(p.stem for p in BUILTIN.glob("*.yaml"))
 @pytest.fixture(scope="session")
 def build(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One build folder per test session: each kernel variant is compiled once."""
-    return str(tmp_path_factory.mktemp("cuda-host-build"))
+    return session_build(tmp_path_factory)
 
 
 @pytest.fixture

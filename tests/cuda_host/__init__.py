@@ -44,6 +44,13 @@ def installed(device_count: int = 1) -> Iterator:
             sys.modules["cupy"] = saved
 
 
+def session_build(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one build folder of a test session (every kernel variant compiled once per session)."""
+    path = tmp_path_factory.getbasetemp() / "cuda-host-build"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 def shared_dir(name: str) -> Path | None:
     """A non-empty folder of ../shared/data, or None."""
     p = HERE.parents[2] / "shared" / "data" / name
