@@ -239,7 +239,7 @@ def compile_probe(tmp_path, struct: str, name: str, dtype: np.dtype) -> list[str
     """The static_assert messages g++ reports for the probe (empty: the layouts agree)."""
     src = tmp_path / f"{name}.cpp"
     src.write_text(layout_probe(struct, name, dtype))
-    done = subprocess.run([GXX, "-std=c++17", "-fsyntax-only", str(src)], capture_output=True, text=True)
+    done = subprocess.run([GXX or "g++", "-std=c++17", "-fsyntax-only", str(src)], capture_output=True, text=True)
     return re.findall(r'static assertion failed[^"]*"([^"]*)"', done.stderr) or (
         [done.stderr.strip()] if done.returncode else [])
 

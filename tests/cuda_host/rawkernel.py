@@ -68,6 +68,8 @@ def _build(code: str, options: tuple[str, ...], flags: list[str], names: list[st
     so = root / key / "kernels.so"
     if so.exists():
         return so
+    if shutil.which("g++") is None:
+        raise CompileException("g++ not found: the CPU stand-in for CuPy compiles kernels with g++ >= 12")
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=root))            # built aside, renamed into place: never half a build
     (work / "kernels.cu").write_text(code)
