@@ -137,9 +137,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if len(args.target) != 1:
         print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
         return 2
-    shard_id, num_shards, _ = distributed_placement(args.shard_id, args.num_shards)
+    shard_id, num_shards, local = distributed_placement(args.shard_id, args.num_shards)
     with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
-                   args.batch_size, args.workers, args.landmark_model) as job:
+                   args.batch_size, args.workers, args.landmark_model,
+                   device_id=local if args.device == "gpu" else None) as job:   # torchrun: one GPU per process
         rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
         if args.landmarks == "dlib":
             print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "

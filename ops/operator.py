@@ -20,13 +20,16 @@ class FaceOccluder:
     Everything is checked at construction (profile, occluder bank, sizes), before any batch runs.
     ``device="gpu"`` applies with the CUDA kernels on CuPy arrays, ``"cpu"`` with the NumPy twin.
     Without mask records (``has_masks=False``) the mask3d share goes to the other kinds. On the CPU,
-    ``threads`` > 1 splits each batch's rows over that many threads (same result).
+    ``threads`` > 1 splits each batch's rows over that many threads (same result). ``device_id`` (GPU only;
+    default the current device) is the CUDA device that holds the atlas and runs every launch: the
+    pipeline's device (``LOCAL_RANK`` under torchrun).
     """
 
     def __init__(self, profile: str | os.PathLike | Profile | None = "ms1m",
                  occluders: str | os.PathLike | OccluderBank | None = None,
                  size: tuple[int, int] = (112, 112), device: str = "cpu", seed: int = 0,
-                 has_masks: bool = True, dtype: Any = np.float32, threads: int = 1) -> None:
+                 has_masks: bool = True, dtype: Any = np.float32, threads: int = 1,
+                 device_id: int | None = None) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
         prof = load_profile(profile)
@@ -37,6 +40,7 @@ class FaceOccluder:
         self.profile = self.sampler.profile
         self.size = tuple(size)
         self.device = device
+        self.device_id = device_id
         self.seed = int(seed)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float16):
@@ -47,7 +51,7 @@ class FaceOccluder:
         if device == "gpu":
             from .gpu import GpuOccluder
 
-            self._gpu = GpuOccluder(self.bank.atlas)
+            self._gpu = GpuOccluder(self.bank.atlas, device_id)
 
     def sample(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray:
         """The parameter table of one batch; a pure function of (seed, shard, epoch, batch, n)."""

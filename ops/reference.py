@@ -178,6 +178,7 @@ def augment_mask_pixels(v: np.ndarray, occluded: np.ndarray, t: np.ndarray) -> n
         dx = xi.astype(np.float32) + np.float32(0.5) - m[:, 0]
         dy = yi.astype(np.float32) + np.float32(0.5) - m[:, 1]
         two_s2 = np.float32(2) * m[:, 2] * m[:, 2]
+        two_s2 = np.where(two_s2 > 0, two_s2, np.float32(1))       # sigma 0: as the kernel guards it
         light = m[:, 3] * np.float32(255) * np.exp(-(dx * dx + dy * dy) / two_s2)
         value[rows] = v[rows] + light[..., None] * t["jitter"][rows].reshape(-1, 1, 1, 3)
     rows = np.flatnonzero(t["m3d_mode"] == M3D_NOISE)

@@ -73,13 +73,13 @@ class RenderJob:
     def __init__(self, data_dir: str | os.PathLike, landmarks: str = "template",
                  textures: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
                  chunk_size: int = 4096, batch_size: int = 256, workers: int | None = None,
-                 landmark_model: str | None = None) -> None:
+                 landmark_model: str | None = None, device_id: int | None = None) -> None:
         self.dir = Path(data_dir)
         self.train = RecordDataset(self.dir)
         if len(self.train) == 0:
             raise ValueError(f"{self.dir} holds no image records")
         size = self._image_size()
-        self.renderer = MaskRenderer(size, landmarks, textures, device, landmark_model)
+        self.renderer = MaskRenderer(size, landmarks, textures, device, landmark_model, device_id)
         self.seed, self.chunk_size, self.batch_size = int(seed), int(chunk_size), int(batch_size)
         self.workers = workers or min(16, os.cpu_count() or 1)
         self.work = self.dir / WORK

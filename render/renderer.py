@@ -19,11 +19,12 @@ GAIN_RANGE = (0.85, 1.1)
 
 class MaskRenderer:
     """Renders face masks onto uint8 RGB faces [N, H, W, 3]; the randomness is in :meth:`sample`,
-    :meth:`render` is deterministic given the parameter rows."""
+    :meth:`render` is deterministic given the parameter rows. ``device="gpu"`` rasterizes on CUDA device
+    ``device_id`` (default: the current one)."""
 
     def __init__(self, size: tuple[int, int] = (112, 112), landmarks: str = "template",
                  textures: str | os.PathLike | None = None, device: str = "cpu",
-                 landmark_model: str | None = None) -> None:
+                 landmark_model: str | None = None, device_id: int | None = None) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
         self.size = tuple(size)
@@ -36,7 +37,7 @@ class MaskRenderer:
         if device == "gpu":
             from .gpu import GpuRasterizer
 
-            self._gpu = GpuRasterizer(self.textures, self.tris, self.uv)
+            self._gpu = GpuRasterizer(self.textures, self.tris, self.uv, device_id)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Per-face parameters: texture, top-edge height, ambient light, gain, light direction."""
@@ -56,11 +57,21 @@ class MaskRenderer:
 
     def render(self, faces: Any, params: np.ndarray, landmarks: np.ndarray | None = None
                ) -> tuple[Any, Any]:
-        """Masked faces [N, H, W, 3] uint8 and masks [N, H, W] uint8 (0 where masked, 255 elsewhere)."""
+        """Masked faces [N, H, W, 3] uint8 and masks [N, H, W] uint8 (0 where masked, 255 elsewhere).
+
+        ``faces`` may be host (NumPy) or device (CuPy) arrays; landmarks, when not given, are computed from
+        the pixels either way (device faces are copied to the host for them)."""
         if tuple(faces.shape[1:3]) != self.size:
             raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3]; got {tuple(faces.shape)}")
-        host = faces if isinstance(faces, np.ndarray) else None
-        verts = self.surface(host if host is not None else np.empty((len(faces), 0)), params, landmarks)
+        if landmarks is None:
+            host = faces if isinstance(faces, np.ndarray) else _to_host(faces)
+            landmarks = self.landmarks(host)
+        verts = self.surface(faces, params, landmarks)
         if self._gpu is not None:
             return self._gpu.render(faces, verts, params)
         return render_masks(np.asarray(faces), verts, self.uv, self.tris, self.textures, params)
+
+
+def _to_host(array: Any) -> np.ndarray:
+    """A NumPy copy of a CuPy (or other array-interface) array."""
+    return array.get() if hasattr(array, "get") else np.asarray(array)
