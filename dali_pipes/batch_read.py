@@ -20,16 +20,53 @@ from .recordio import RecordDataset
 
 _HEAD = np.dtype([("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"), ("id", "<u8"),
                   ("id2", "<u8")])  # frame (8 bytes) + IRHeader (24 bytes)
-_SPAN = np.arange(_HEAD.itemsize)
 _INT64_SAFE = 2.0 ** 62
 
 
 class Batch(NamedTuple):
-    """Records of a batch in the order asked: encoded images (views), identity classes, header ids."""
+    """Records of a batch in the order asked: where their encoded images lie in the memory map
+    (``starts``, ``lengths``; rows read by the per-record path in ``odd``), identity classes, ids."""
 
-    payloads: list[np.ndarray]
+    buf: np.ndarray
+    starts: np.ndarray     # int64
+    lengths: np.ndarray    # int64
     labels: np.ndarray     # int64, class_of(header)
     ids: np.ndarray        # uint64, header.id
+    odd: dict[int, np.ndarray]
+
+    def payloads(self) -> list[np.ndarray]:
+        """The encoded images as arrays (zero-copy views of the map)."""
+        out = [self.buf[a:a + n] for a, n in zip(self.starts.tolist(), self.lengths.tolist())]
+        for row, payload in self.odd.items():
+            out[row] = payload
+        return out
+
+    def dense(self, size: int | None = None, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(images [size, longest] uint8, lengths [size, 1] int32)``: image ``i`` at the start of row
+        ``at[i]`` (default: row ``i``), followed by whatever bytes come next (the pipeline slices
+        each row to its length); rows not in ``at`` have length 0."""
+        n = self.lengths.size
+        size = n if size is None else size
+        at = np.arange(n) if at is None else np.asarray(at)
+        lengths = self.lengths.copy()
+        for row, payload in self.odd.items():
+            lengths[row] = payload.size
+        width = int(lengths.max(initial=0))
+        out = np.empty((size, width), np.uint8)
+        take = (self.starts + width <= self.buf.size) & (lengths > 0)
+        for row in self.odd:
+            take[row] = False
+        if width and take.any():
+            windows = np.ndarray((self.buf.size - width + 1, width), np.uint8, self.buf, strides=(1, 1))
+            out[at[take]] = windows[self.starts[take]]
+        for row in np.flatnonzero((lengths > 0) & ~take).tolist():
+            payload = self.odd.get(row)
+            if payload is None:
+                payload = self.buf[self.starts[row]:self.starts[row] + lengths[row]]
+            out[at[row], :payload.size] = payload
+        full = np.zeros((size, 1), np.int32)
+        full[at, 0] = lengths
+        return out, full
 
 
 class BatchReader:
@@ -63,8 +100,10 @@ class BatchReader:
         offsets = self.dataset.offsets_of(keys)
         n, buf = keys.size, self._buf
         fits = offsets + _HEAD.itemsize <= buf.size
-        spans = np.where(fits, offsets, 0)[:, None] + _SPAN
-        head = np.ascontiguousarray(buf[spans]).view(_HEAD).reshape(n)
+        head = np.zeros(n, _HEAD)
+        if buf.size >= _HEAD.itemsize:
+            windows = np.ndarray((buf.size - _HEAD.itemsize + 1, _HEAD.itemsize), np.uint8, buf, strides=(1, 1))
+            head = windows[np.where(fits, offsets, 0)].view(_HEAD).reshape(n)
         length = (head["lrec"] & MAX_PART).astype(np.int64)
         flag = head["flag"].astype(np.int64)
         start = offsets + 8 + 24 + 4 * flag
@@ -78,14 +117,13 @@ class BatchReader:
               & (start <= end) & (end <= buf.size) & np.isfinite(label) & (np.abs(label) < _INT64_SAFE))
         labels = np.trunc(np.where(ok, label, 0)).astype(np.int64)
         ids = head["id"].copy()
-        starts, ends = start.tolist(), end.tolist()
-        payloads = [buf[a:b] for a, b in zip(starts, ends)]
+        odd = {}
         for i in np.flatnonzero(~ok).tolist():  # the per-record path handles or names the odd ones
             header, payload = self.dataset.read(int(keys[i]))
-            payloads[i] = np.frombuffer(payload, np.uint8)
+            odd[i] = np.frombuffer(payload, np.uint8)
             labels[i] = class_of(header)
             ids[i] = header.id
-        return Batch(payloads, labels, ids)
+        return Batch(buf, np.where(ok, start, 0), np.where(ok, end - start, 0), labels, ids, odd)
 
     def close(self) -> None:
         self._buf = np.zeros(0, np.uint8)

@@ -15,10 +15,10 @@ from ops.profiles import Profile
 from .dataset_info import mask_paths
 from .decode_check import undecodable
 from .order import ShardOrder
-from .pipeline import DECODED, OUTPUTS, build_pipeline, occlude_device
+from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
 from .recordio import RecordDataset, RecordIOError
-from .source import ImageDecodeError, RecordBatchSource, check_alignment
+from .source import ROW, ImageDecodeError, RecordBatchSource, check_alignment
 
 log = logging.getLogger("faceocc.loader")
 ON_BAD_IMAGE = ("raise", "skip")
@@ -30,6 +30,13 @@ def _out_size(value: Any) -> tuple[int, int]:
         return whole_number("out_size height", h, 1), whole_number("out_size width", w, 1)
     except (TypeError, ValueError) as err:
         raise ValueError(f"out_size must be (height, width), two integers >= 1, not {value!r}") from err
+
+
+def _columns(meta: Any, start: int, stop: int, dtype: Any) -> Any:
+    """Bytes ``start:stop`` of every ``meta`` row (a uint8 torch tensor) reinterpreted as ``dtype``."""
+    import torch
+
+    return meta[:, start:stop].clone(memory_format=torch.contiguous_format).view(dtype)
 
 
 class FaceOcclusionLoader:
@@ -121,7 +128,7 @@ class FaceOcclusionLoader:
         on_cpu = self.device == "cpu"
         pipe = build_pipeline(source, self.batch_size, self.device_id, self.out_size, num_threads, prefetch,
                               self.occluder if on_cpu else None)
-        names = list(OUTPUTS) if on_cpu else list(DECODED[:6 if self.read_masks else 4])
+        names = list(CPU_OUTPUTS) if on_cpu else list(GPU_OUTPUTS[:4 if self.read_masks else 2])
         self._pipe_start = self._next
         self._fetched = 0
         self._iter = DALIGenericIterator(pipe, names, size=-1)
@@ -134,14 +141,14 @@ class FaceOcclusionLoader:
         with cp.cuda.Device(self.device_id):
             stream = cp.cuda.ExternalStream(torch.cuda.current_stream(self.device_id).cuda_stream)
             with stream:
-                arrays = {k: cp.from_dlpack(v) for k, v in out.items() if k not in ("label", "key")}
-            res = occlude_device(self.occluder._gpu, arrays["face"], arrays["params"], arrays.get("masked"),
+                arrays = {k: cp.from_dlpack(v) for k, v in out.items()}
+            res = occlude_device(self.occluder._gpu, arrays["face"], arrays["meta"], arrays.get("masked"),
                                  arrays.get("mask"), p.grayscale, p.normalize, self.occluder.dtype, stream)
-        batch = {k: torch.from_dlpack(v) for k, v in res.items()}
-        batch.update(label=out["label"], key=out["key"])
-        return batch
+        return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
 
     def _fetch(self) -> dict:
+        import torch
+
         for _ in range(self.batch_size * 3 + 2):  # each retry leaves out at least one more bad image
             try:
                 if self._iter is None or self._pipe_start + self._fetched != self._next:
@@ -156,8 +163,11 @@ class FaceOcclusionLoader:
                 raise
             self._fetched += 1
             batch = self._occlude_gpu(out) if self.device == "gpu" else out
-            return {name: batch[name].reshape(-1) if name in ("label", "kind", "key") else batch[name]
-                    for name in OUTPUTS}
+            meta = out["meta"]
+            ints = _columns(meta, ROW, ROW + 16, torch.int64)
+            batch["label"], batch["key"] = ints[:, 0], ints[:, 1]
+            batch["kind"] = _columns(meta, 0, 4, torch.int32)[:, 0].to(torch.int8)  # the row's first field
+            return {name: batch[name] for name in OUTPUTS}
         raise RuntimeError("the pipeline keeps failing after leaving out every image the decoder refused")
 
     def _on_pipeline_error(self, err: RuntimeError) -> None:
@@ -169,17 +179,13 @@ class FaceOcclusionLoader:
         source.bad_train, source.bad_masks = self._bad
         found = []
         for g in range(self._next, self._next + prefetch + 1):
-            epoch, batch = divmod(g, len(self))
-            out = source.batch(epoch, batch)
-            keys = out[2].ravel()
-            files = [(source.train, out[0], self._bad[0])]
-            if source.masks is not None:
-                files += [(source.masks[name], out[5 + j], self._bad[1]) for j, name in enumerate(("mask_out", "mask"))]
-            for reader, payloads, bad in files:
-                rows = [i for i, p in enumerate(payloads) if p.size or reader is source.train]
-                for i, why in undecodable([payloads[i] for i in rows]).items():
-                    key = int(keys[rows[i]])
-                    found.append((reader.dataset, key, why, bad))
+            r = source.read(*divmod(g, len(self)))
+            rows = np.flatnonzero(r.m3d)
+            files = [(source.train.dataset, r.train, r.keys, self._bad[0])]
+            files += [(source.masks[name].dataset, got, r.keys[rows], self._bad[1]) for name, got in r.masks.items()]
+            for ds, got, keys, bad in files:
+                for i, why in undecodable(got.payloads()).items():
+                    found.append((ds, int(keys[i]), why, bad))
             if found:
                 break
         if not found:

@@ -9,8 +9,10 @@ Two places for the occlusion step, one semantics:
   pipeline hands out decoded faces and the parameter table, DALI's own iterator turns them into
   torch CUDA tensors, and one kernel pass per batch runs on torch's current stream.
 
-Masked faces and masks are decoded only for the rows that use a 3D mask (a DALI conditional); the
-other rows carry the face itself there, untouched by the apply step (their ``m3d_slot`` is -1).
+Masked faces and masks are cut out and decoded only for the rows that use a 3D mask (a DALI
+conditional); the other rows carry the face itself there, never read by the apply step (their
+``m3d_slot`` is -1). Every pipeline output costs DALI time per batch: label, key and the parameter
+row travel together as one ``meta`` row (:func:`dali_pipes.source.pack_meta`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ import numpy as np
 from ops import FaceOccluder
 from ops.params import PARAM_DTYPE
 
-from .source import RecordBatchSource
+from .source import ROW, RecordBatchSource
 
 OUTPUTS = ("img", "msk", "ori", "label", "kind", "key")
-DECODED = ("face", "params", "label", "key", "masked", "mask")  # GPU mode; masked/mask with mask records
+CPU_OUTPUTS = ("img", "msk", "ori", "meta")               # CPU mode: occlusion in the pipeline
+GPU_OUTPUTS = ("face", "meta", "masked", "mask")           # GPU mode; masked/mask with mask records
+RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: the record path alone
 
 
 def occlude_device(gpu: Any, faces: Any, params: Any, masked: Any, masks: Any, grayscale: bool,
                    normalize: bool, dtype: Any, stream: Any = None) -> dict:
     """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
-    uint8, masked [N, H, W, 3] / masks [N, H, W] or [N, H, W, 1] uint8 or None; on ``stream`` (a CuPy
-    stream) when given, else on CuPy's current stream. ``gpu`` is an ``ops.gpu.GpuOccluder``.
-    Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy arrays."""
+    uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
+    masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
+    on CuPy's current stream. ``gpu`` is an ``ops.gpu.GpuOccluder``. Returns ``img``, ``msk``,
+    ``ori``, ``kind`` as CuPy arrays."""
+    if params.shape[1] != ROW:
+        params = params[:, :ROW]
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
     if stream is None:
@@ -44,13 +51,15 @@ def occlude_device(gpu: Any, faces: Any, params: Any, masked: Any, masks: Any, g
 
 class OcclusionStep:
     """The ``fn.python_function`` body (batch processing): stacks the batch, applies the parameter
-    table (NumPy twin on CPU, :func:`occlude_device` on GPU), splits per sample."""
+    rows (the first ``ROW`` bytes of each ``params`` sample), splits per sample. Outputs img, msk,
+    ori and, with ``kind=True``, kind."""
 
-    def __init__(self, occluder: FaceOccluder) -> None:
+    def __init__(self, occluder: FaceOccluder, kind: bool = True) -> None:
         self.occluder = occluder
+        self.kind = kind
 
     def __call__(self, faces: list, params: list, masked: list | None = None, masks: list | None = None
-                 ) -> tuple[list, list, list, list]:
+                 ) -> tuple[list, ...]:
         occ = self.occluder
         p = occ.profile
         if occ.device == "gpu":
@@ -62,37 +71,61 @@ class OcclusionStep:
                                  None if masks is None else cp.stack(masks), p.grayscale, p.normalize, occ.dtype)
         else:
             xp = np
-            table = np.stack(params).view(PARAM_DTYPE).ravel()
+            rows = np.stack(params)
+            table = np.ascontiguousarray(rows[:, :ROW]).view(PARAM_DTYPE).ravel()
             out = occ.apply(np.stack(faces), table, None if masked is None else np.stack(masked),
                             None if masks is None else np.stack(masks)[..., 0])
-        kind = xp.ascontiguousarray(out["kind"].reshape(-1, 1))
         n = len(faces)
-        return ([out["img"][i] for i in range(n)], [out["msk"][i] for i in range(n)],
-                [out["ori"][i] for i in range(n)], [kind[i] for i in range(n)])
+        split = [[out[name][i] for i in range(n)] for name in ("img", "msk", "ori")]
+        if self.kind:
+            kind = xp.ascontiguousarray(out["kind"].reshape(-1, 1))
+            split.append([kind[i] for i in range(n)])
+        return tuple(split)
 
 
-def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None) -> tuple:
+def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,
+                 kind: bool = True) -> tuple:
     """The occlusion as a DALI operator inside a user's pipeline definition: ``faces`` decoded
     [H, W, 3] uint8 samples, ``params`` rows of ``occluder.sample(...)`` as uint8 [row bytes];
-    ``masked``/``masks`` for 3D-mask rows (``m3d_slot`` = row). Returns DataNodes img, msk, ori, kind."""
+    ``masked``/``masks`` for 3D-mask rows (``m3d_slot`` = row). Returns DataNodes img, msk, ori
+    (and kind with ``kind=True``)."""
     from nvidia.dali import fn
 
     extra = () if masked is None else (masked, masks)
-    return fn.python_function(faces, params, *extra, function=OcclusionStep(occluder), batch_processing=True,
-                              num_outputs=4, device=occluder.device)
+    return fn.python_function(faces, params, *extra, function=OcclusionStep(occluder, kind), batch_processing=True,
+                              num_outputs=4 if kind else 3, device=occluder.device)
+
+
+def source_types(has_masks: bool) -> list:
+    """DALI types of :class:`RecordBatchSource`'s outputs, in order."""
+    from nvidia.dali import types
+
+    base = [types.UINT8, types.INT32, types.UINT8]
+    return base + ([types.BOOL, types.UINT8, types.INT32, types.UINT8, types.INT32] if has_masks else [])
+
+
+def payloads(images: Any, lengths: Any) -> Any:
+    """Encoded images as DALI samples: each row of ``images`` cut to its length (a DALI slice)."""
+    from nvidia.dali import fn
+
+    return fn.slice(images, start=[0], shape=lengths, axes=[0])
 
 
 def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | None, size: tuple[int, int],
-                   num_threads: int = 4, prefetch: int = 2, occluder: FaceOccluder | None = None) -> Any:
-    """A built DALI pipeline. With ``occluder`` (CPU mode) its outputs are :data:`OUTPUTS`; without,
-    :data:`DECODED` (``masked``/``mask`` only when the source reads mask records)."""
+                   num_threads: int = 4, prefetch: int = 2, occluder: FaceOccluder | None = None,
+                   decode: bool = True) -> Any:
+    """A built DALI pipeline. With ``occluder`` (CPU mode) its outputs are :data:`CPU_OUTPUTS`;
+    without, :data:`GPU_OUTPUTS`; with ``decode=False`` (no occluder), :data:`RECORD_OUTPUTS`.
+    The last two only with mask records that the source reads."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
     has_masks = source.has_masks
     h, w = size
 
-    def decode(data: Any, gray: bool = False) -> Any:
+    def image(data: Any, gray: bool = False) -> Any:
+        if not decode:
+            return data
         image = fn.decoders.image(data, device="mixed" if gpu else "cpu", adjust_orientation=True,
                                   output_type=types.GRAY if gray else types.RGB)
         return fn.resize(image, resize_x=w, resize_y=h,
@@ -102,26 +135,23 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
                   prefetch_queue_depth=prefetch, py_start_method="spawn", enable_conditionals=has_masks)
     def pipe() -> tuple:
         outs = fn.external_source(source=source, num_outputs=source.num_outputs, batch=True, batch_info=True,
-                                  cycle=None, dtype=[types.UINT8, types.INT64, types.INT64, types.UINT8]
-                                  + ([types.BOOL, types.UINT8, types.UINT8] if has_masks else []))
-        jpegs, labels, keys, params = outs[:4]
-        faces = decode(jpegs)
-        if gpu:
-            params = params.gpu()
+                                  cycle=None, dtype=source_types(has_masks))
+        images, lengths, meta = outs[:3]
+        faces = image(payloads(images, lengths))
         extra = ()
         if has_masks:
-            use_m3d, masked_jpegs, mask_pngs = outs[4:]
+            use_m3d, masked_images, masked_lengths, mask_images, mask_lengths = outs[3:]
             if use_m3d:
-                masked = decode(masked_jpegs)
-                masks = decode(mask_pngs, gray=True)
+                masked = image(payloads(masked_images, masked_lengths))
+                masks = image(payloads(mask_images, mask_lengths), gray=True)
             else:  # never read by the apply step; the face is at hand and costs no decode
                 masked = faces
-                masks = faces[:, :, 0:1]
+                masks = faces[:, :, 0:1] if decode else faces
             extra = (masked, masks)
         if occluder is None:
-            return (faces, params, labels, keys, *extra)
-        img, msk, ori, kind = occlusion_op(occluder, faces, params, *extra)
-        return img, msk, ori, labels, kind, keys
+            return (faces, meta.gpu() if gpu else meta, *extra)
+        img, msk, ori = occlusion_op(occluder, faces, meta, *extra, kind=False)
+        return img, msk, ori, meta
 
     p = pipe()
     p.build()

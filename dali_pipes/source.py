@@ -1,40 +1,76 @@
 """The external source that feeds the DALI pipeline: encoded records of one batch, its labels, keys
-and occlusion parameter table, all a pure function of (seed, shard, epoch, batch).
+and occlusion parameter table, all a pure function of (seed, shard, epoch, batch) for a batch size.
 
 A batch is read at once (:class:`~dali_pipes.batch_read.BatchReader`: one memory map, headers parsed
-with NumPy, payloads as zero-copy views); labels, keys and the table go out as dense arrays, so the
-only per-sample Python is the list of payload views DALI takes. Masked faces and masks are read only
-for the rows the sampler gave a 3D mask; the other rows get an empty payload that the pipeline never
-decodes (``use_m3d`` is False there).
+with NumPy) and goes out as dense arrays only (encoded images as rows of one array plus their
+lengths), so no per-sample Python runs for it, here or in DALI's external source. Masked faces and
+masks are read only for the rows the sampler gave a 3D mask; the other rows get length 0 and the
+pipeline never decodes them (``use_m3d`` is False there).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ops import Kind
 from ops.params import PARAM_DTYPE
-from ops.sampler import Sampler, batch_rng
+from ops.sampler import Sampler
 
-from .batch_read import BatchReader
+from .batch_read import Batch, BatchReader
 from .dataset_info import mask_paths
 from .order import ShardOrder
 from .recordio import RecordDataset, RecordIOError, class_of
 
-_EMPTY = np.zeros(0, np.uint8)
+CHUNK_ROWS = 4096  # parameter rows drawn per sampler call
+
+
+ROW = PARAM_DTYPE.itemsize
+META_BYTES = ROW + 16
+
+
+def pack_meta(table: np.ndarray, labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``[N, META_BYTES]`` uint8 rows: the parameter row, then label and key as little-endian int64."""
+    n = len(table)
+    meta = np.empty((n, META_BYTES), np.uint8)
+    meta[:, :ROW] = np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8).reshape(n, ROW)
+    meta[:, ROW:] = np.stack([labels, keys], axis=1).astype("<i8").view(np.uint8).reshape(n, 16)
+    return meta
+
+
+def unpack_meta(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(parameter table, labels int64, keys int64) of ``meta`` rows (NumPy)."""
+    meta = np.ascontiguousarray(meta).reshape(-1, META_BYTES)
+    table = np.ascontiguousarray(meta[:, :ROW]).view(PARAM_DTYPE).reshape(-1)
+    ints = np.ascontiguousarray(meta[:, ROW:]).view("<i8")
+    return table, ints[:, 0].astype(np.int64), ints[:, 1].astype(np.int64)
+
+
+class Records(NamedTuple):
+    """What one batch reads: served keys, parameter table, 3D-mask rows, train.rec records and the
+    mask records of the 3D-mask rows (``{"mask_out": Batch, "mask": Batch}``, in row order)."""
+
+    keys: np.ndarray
+    table: np.ndarray
+    m3d: np.ndarray
+    train: Batch
+    masks: dict[str, Batch]
 
 
 class RecordBatchSource:
     """Callable for ``fn.external_source(batch=True, batch_info=True)``; batch ``i`` of the pipeline's
     life is global batch ``start + i`` (epoch = global // batches per epoch).
 
-    Outputs: payloads, labels [N, 1] int64, keys [N, 1] int64, parameter rows [N, row bytes] uint8;
-    with mask records also ``use_m3d`` [N] bool, masked-face payloads and mask payloads (empty where
-    ``use_m3d`` is False). The mask records' alignment with train.rec is checked once, by
-    :func:`check_alignment` when the loader is built; each batch checks the rows it reads again.
+    Outputs, all dense: images [N, longest] uint8 and their lengths [N, 1] int32 (the pipeline slices
+    each row to its length), ``meta`` [N, META_BYTES] uint8 (parameter row, label, key: see
+    :func:`pack_meta`); with mask records also ``use_m3d`` [N] bool, masked faces and their lengths,
+    masks and their lengths (length 0 where ``use_m3d`` is False). Every pipeline output costs DALI
+    time per batch, so label, key and parameters travel as one. The mask records' alignment with
+    train.rec is checked once, by :func:`check_alignment` when the loader is built; each batch checks
+    the rows it reads again.
 
     ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d).
 
@@ -54,6 +90,7 @@ class RecordBatchSource:
         self.train = BatchReader(RecordDataset(self.data_dir))
         paths = mask_paths(self.data_dir) if read_masks else None
         self.masks = None if paths is None else {k: BatchReader(RecordDataset(p)) for k, p in paths.items()}
+        self._chunk, self._chunk_id = None, None
         self.bad_train: set[int] = set()
         self.bad_masks: set[int] = set()
 
@@ -63,15 +100,25 @@ class RecordBatchSource:
 
     @property
     def num_outputs(self) -> int:
-        return 7 if self.has_masks else 4
+        return 8 if self.has_masks else 3
 
     def position(self, iteration: int) -> tuple[int, int]:
         """(epoch, batch) of the pipeline's ``iteration``-th batch."""
         return divmod(self.start + iteration, len(self.order))
 
     def table(self, n: int, epoch: int, batch: int) -> np.ndarray:
-        """The parameter table of a batch (``m3d_slot`` = the row itself for 3D-mask rows)."""
-        table = self.sampler.sample(n, batch_rng(self.seed, self.order.shard_id, epoch, batch))
+        """The parameter table of a batch (``m3d_slot`` = the row itself for 3D-mask rows): rows of
+        the table of its chunk of consecutive batches, drawn at once (one sampler call costs about
+        as much for 64 rows as for 1000), so a pure function of (seed, shard, epoch, batch) for a
+        given batch size and dataset."""
+        size = self.order.batch_size
+        per = max(1, CHUNK_ROWS // size)
+        chunk, pos = divmod(epoch * len(self.order) + batch, per)
+        if self._chunk_id != chunk:
+            rows = per * size
+            rng = np.random.default_rng([self.seed, self.order.shard_id, chunk, rows])
+            self._chunk, self._chunk_id = self.sampler.sample(rows, rng), chunk
+        table = self._chunk[pos * size:pos * size + n].copy()
         m3d = table["kind"] == Kind.MASK3D
         table["m3d_slot"] = np.where(m3d, np.arange(n), -1)
         return table
@@ -100,33 +147,40 @@ class RecordBatchSource:
                                        listed[i])
         return out
 
-    def batch(self, epoch: int, batch: int) -> tuple:
-        """The outputs of global batch (epoch, batch); see the class docstring."""
+    def read(self, epoch: int, batch: int) -> Records:
+        """The records of global batch (epoch, batch): train.rec for every row, the mask records for
+        the rows with a 3D mask (checked against train.rec's ids and labels)."""
         keys = self.order.batch_keys(epoch, batch)
         table = self.table(len(keys), epoch, batch)
         m3d = table["m3d_slot"] >= 0
         keys = self.served_keys(keys, m3d)
-        records = self.train.read(keys)
-        params = np.ascontiguousarray(table).view(np.uint8).reshape(len(keys), PARAM_DTYPE.itemsize)
-        out = (records.payloads, records.labels.reshape(-1, 1), keys.reshape(-1, 1), params)
+        train = self.train.read(keys)
+        masks = {}
+        if self.masks is not None:
+            rows = np.flatnonzero(m3d)
+            for name, reader in self.masks.items():
+                got = reader.read(keys[rows])
+                wrong = (got.ids != train.ids[rows]) | (got.labels != train.labels[rows])
+                if wrong.any():
+                    i = int(np.flatnonzero(wrong)[0])
+                    row = rows[i]
+                    raise RecordIOError(f"{name}.rec does not match train.rec (id/label {got.ids[i]}/"
+                                        f"{got.labels[i]} vs {train.ids[row]}/{train.labels[row]}); "
+                                        "re-render the masks", reader.dataset.rec_path, int(keys[row]))
+                masks[name] = got
+        return Records(keys, table, m3d, train, masks)
+
+    def batch(self, epoch: int, batch: int) -> tuple:
+        """The outputs of global batch (epoch, batch), all dense arrays (see the class docstring)."""
+        r = self.read(epoch, batch)
+        out = (*r.train.dense(), pack_meta(r.table, r.train.labels, r.keys))
         if self.masks is None:
             return out
-        rows = np.flatnonzero(m3d)
-        extra = []
+        extra = [r.m3d]
+        rows = np.flatnonzero(r.m3d)
         for name in ("mask_out", "mask"):
-            payloads = [_EMPTY] * len(keys)
-            got = self.masks[name].read(keys[rows])
-            wrong = (got.ids != records.ids[rows]) | (got.labels != records.labels[rows])
-            if wrong.any():
-                i = int(np.flatnonzero(wrong)[0])
-                row = rows[i]
-                raise RecordIOError(f"{name}.rec does not match train.rec (id/label {got.ids[i]}/{got.labels[i]} "
-                                    f"vs {records.ids[row]}/{records.labels[row]}); re-render the masks",
-                                    self.masks[name].dataset.rec_path, int(keys[row]))
-            for row, payload in zip(rows.tolist(), got.payloads):
-                payloads[row] = payload
-            extra.append(payloads)
-        return (*out, m3d, *extra)
+            extra += r.masks[name].dense(len(r.keys), rows)
+        return (*out, *extra)
 
     def __call__(self, info) -> tuple:  # noqa: ANN001 - DALI's BatchInfo
         return self.batch(*self.position(info.iteration))

@@ -1,0 +1,197 @@
+"""The loader's own cost, side by side with what it must keep up with, in one run (issue 13).
+
+    PYTHONPATH=. python benchmarks/bench_loader.py [--device cpu] [--rounds 3] [--out FILE]
+
+On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
+threads for every pipeline:
+
+1. record path: DALI ``readers.mxnet`` alone (no decode) vs faceocc's external source alone (records,
+   labels, keys, MS1M parameter tables, 3D-mask records of the rows that use them), records/s;
+2. bare DALI (readers.mxnet + decoders.image + resize + crop_mirror_normalize) vs faceocc's loader
+   with the occlusion off (kinds {none: 1}, lighting p 0, flip_p 0), img/s;
+3. faceocc's loader with the MS1M mix vs the MSML-style DataLoader (one worker per core), img/s.
+
+Each pair is measured alternately, ``--rounds`` times, on pipelines built once; a figure is the
+total images over the total time of its rounds. Writes JSON (environment, settings, figures, ratios,
+targets) to ``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures
+move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import RESULTS, write_result  # noqa: E402
+from faceocc.runtime import available_device, cycle_epochs, synchronize  # noqa: E402
+
+TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
+
+
+def dataset(work: Path, device: str) -> Path:
+    """``faceocc demo``'s embedded dataset under ``work`` (built once)."""
+    from faceocc.demo import prepare_embedded
+
+    data = work / "dataset"
+    if (data / "mask.rec").is_file() and (data / "train.rec").is_file():
+        return data
+    return prepare_embedded(work, device, progress=False)
+
+
+def occlusion_off() -> Any:
+    """The MS1M profile with every occlusion, lighting and flip switched off."""
+    import dataclasses
+
+    from ops import load_profile
+
+    p = load_profile("ms1m")
+    return dataclasses.replace(p, kinds={"none": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0), flip_p=0.0)
+
+
+def readers_mxnet_raw(data: Path, batch: int, threads: int) -> Callable[[], None]:
+    """One batch of DALI's readers.mxnet, nothing else (payloads and labels, CPU)."""
+    from nvidia.dali import fn, pipeline_def
+
+    from dali_pipes.image_index import image_index_path
+    from dali_pipes.recordio import RecordDataset
+
+    with RecordDataset(data) as ds:
+        rec, idx = ds.rec_path, image_index_path(ds)
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=None, seed=0)
+    def pipe():
+        return tuple(fn.readers.mxnet(path=[str(rec)], index_path=[str(idx)], random_shuffle=True))
+
+    p = pipe()
+    p.build()
+    return p.run
+
+
+def record_path(data: Path, batch: int, threads: int) -> Callable[[], None]:
+    """One batch of faceocc's record path alone, in DALI, no decode: the encoded images cut into
+    samples (train.rec, and mask_out/mask for the 3D-mask rows), label, key and MS1M parameter rows."""
+    from dali_pipes.order import ShardOrder
+    from dali_pipes.pipeline import build_pipeline
+    from dali_pipes.recordio import RecordDataset
+    from dali_pipes.source import RecordBatchSource
+    from ops import FaceOccluder
+
+    with RecordDataset(data) as ds:
+        order = ShardOrder(ds.image_keys.copy(), batch, seed=0)
+    occ = FaceOccluder("ms1m", None, (112, 112), "cpu", 0)
+    source = RecordBatchSource(data, order, occ.sampler, 0)
+    return build_pipeline(source, batch, None, (112, 112), threads, decode=False).run
+
+
+def bare_dali(data: Path, batch: int, device: str, threads: int) -> Iterator:
+    """readers.mxnet -> decoders.image -> resize -> crop_mirror_normalize through DALIGenericIterator."""
+    from benchmarks.harness import bare_dali as harness_bare_dali
+
+    return harness_bare_dali(data, batch, device, threads, (112, 112), 0)
+
+
+def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: Any) -> Iterator:
+    from faceocc import FaceOcclusionLoader
+
+    loader = FaceOcclusionLoader(data, batch, device=device, profile=profile, seed=0, num_threads=threads)
+    return cycle_epochs(lambda: iter(loader))
+
+
+def msml_dataloader(data: Path, batch: int, workers: int) -> Iterator:
+    from benchmarks.msml_baseline import msml_loader
+
+    loader = msml_loader(data, batch, workers, "ms1m", None, 0)
+    return cycle_epochs(lambda: iter(loader))
+
+
+def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
+              device: str) -> dict[str, float]:
+    """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times."""
+    for step in contenders.values():
+        for _ in range(warmup):
+            step()
+    spent = dict.fromkeys(contenders, 0.0)
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(batches):
+                step()
+            synchronize(device)
+            spent[name] += time.perf_counter() - start
+    return {name: rounds * batches * batch / t for name, t in spent.items()}
+
+
+def run(args: argparse.Namespace) -> tuple[Path, dict]:
+    """Measure the three pairs; returns the JSON path and the result."""
+    device = available_device() if args.device == "auto" else args.device
+    cores = os.cpu_count() or 1
+    threads = args.threads or min(cores, 16)
+    work = Path(args.work or Path.home() / ".cache" / "faceocc" / "bench-loader")
+    data = dataset(work, device)
+    b = args.batch_size
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    figures: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        say("record path: readers.mxnet vs faceocc's source ...")
+        figures.update(alternate({"readers_mxnet_raw": readers_mxnet_raw(data, b, threads),
+                                  "faceocc_record_path": record_path(data, b, threads)},
+                                 args.batches * 4, args.rounds, args.warmup, b, "cpu"))
+        say("bare DALI vs faceocc with the occlusion off ...")
+        pair = {"bare_dali": partial(next, bare_dali(data, b, device, threads)),
+                "faceocc_occlusion_off": partial(next, faceocc_loader(data, b, device, threads, occlusion_off()))}
+        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device))
+        del pair
+        say("faceocc MS1M mix vs the MSML-style DataLoader ...")
+        pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
+                "msml_dataloader": partial(next, msml_dataloader(data, b, cores))}
+        figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device))
+        del pair
+    ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
+              "occlusion_off_vs_bare_dali": figures["faceocc_occlusion_off"] / figures["bare_dali"],
+              "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"]}
+    targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()}
+    settings = {"device": device, "dataset": "faceocc demo (512 jittered faces, masks rendered)",
+                "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
+                "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
+                                      "ms1m": max(2, args.batches // 2)},
+                "warmup": args.warmup, "units": "records/s for the record path, img/s otherwise",
+                "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
+    result = {"per_s": figures, "ratios": ratios, "targets": targets}
+    return write_result(f"loader-{device}", settings, result, args.out), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batches", type=int, default=24, help="timed batches per contender and round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None, help="DALI threads (default: cores, at most 16)")
+    ap.add_argument("--work", default=None, help="dataset folder (default ~/.cache/faceocc/bench-loader)")
+    ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS}/loader-<device>.json)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    path, result = run(args)
+    for name, value in result["per_s"].items():
+        print(f"{name:28s} {value:12,.0f} /s")
+    for name, value in result["ratios"].items():
+        print(f"{name:28s} {value:12.2f}  (target {TARGETS[name]})")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
