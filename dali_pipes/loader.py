@@ -15,7 +15,7 @@ from ops.profiles import Profile
 from .dataset_info import mask_paths
 from .decode_check import undecodable
 from .order import ShardOrder
-from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, build_pipeline, occlude_device
+from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
 from .recordio import RecordDataset, RecordIOError
 from .source import ROW, ImageDecodeError, RecordBatchSource, check_alignment
@@ -96,7 +96,7 @@ class FaceOcclusionLoader:
         extra = {"device_id": local} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
                                      has_masks=masks is not None, dtype=np_dtype,
-                                     threads=num_threads if device == "cpu" else 1, **extra)
+                                     **extra)  # on the CPU, the pipeline's step spreads rows over threads
         self.read_masks = masks is not None and self.occluder.profile.kind_probabilities()[Kind.MASK3D] > 0
         self.on_bad_image = on_bad_image
         self._settings = (num_threads, prefetch)
@@ -104,6 +104,7 @@ class FaceOcclusionLoader:
         self._logged: set[int] = set()
         self._next = 0            # global index of the next batch to hand out
         self._iter = None
+        self._handoff = None
         self._source = None
         self._pipe_start = 0
         self._fetched = 0
@@ -125,9 +126,10 @@ class FaceOcclusionLoader:
                                    self._next, self.read_masks)
         source.bad_train, source.bad_masks = self._bad
         self._source = source
-        on_cpu = self.device == "cpu"
+        on_cpu = self.device == "cpu"  # CPU: the twin inside the pipeline, overlapping the consumer
+        self._handoff = HandOff(self.occluder, num_threads) if on_cpu else None
         pipe = build_pipeline(source, self.batch_size, self.device_id, self.out_size, num_threads, prefetch,
-                              self.occluder if on_cpu else None)
+                              self._handoff)
         names = list(CPU_OUTPUTS) if on_cpu else list(GPU_OUTPUTS[:4 if self.read_masks else 2])
         self._pipe_start = self._next
         self._fetched = 0
@@ -146,6 +148,14 @@ class FaceOcclusionLoader:
                                  arrays.get("mask"), p.grayscale, p.normalize, self.occluder.dtype, stream)
         return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
 
+    def _handed_off(self, out: dict) -> dict:
+        import torch
+
+        keys, arrays = self._handoff.ready.popleft()
+        if not np.array_equal(keys, _columns(out["meta"], ROW + 8, ROW + 16, torch.int64).numpy().ravel()):
+            raise RuntimeError("internal error: the occlusion step's output is out of step with the pipeline")
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
     def _fetch(self) -> dict:
         import torch
 
@@ -162,7 +172,7 @@ class FaceOcclusionLoader:
                 self._iter = None
                 raise
             self._fetched += 1
-            batch = self._occlude_gpu(out) if self.device == "gpu" else out
+            batch = self._occlude_gpu(out) if self.device == "gpu" else self._handed_off(out)
             meta = out["meta"]
             ints = _columns(meta, ROW, ROW + 16, torch.int64)
             batch["label"], batch["key"] = ints[:, 0], ints[:, 1]

@@ -27,7 +27,7 @@ from ops.params import PARAM_DTYPE
 from .source import ROW, RecordBatchSource
 
 OUTPUTS = ("img", "msk", "ori", "label", "kind", "key")
-CPU_OUTPUTS = ("img", "msk", "ori", "meta")               # CPU mode: occlusion in the pipeline
+CPU_OUTPUTS = ("kind", "meta")                             # CPU mode: img/msk/ori via HandOff.ready
 GPU_OUTPUTS = ("face", "meta", "masked", "mask")           # GPU mode; masked/mask with mask records
 RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: the record path alone
 
@@ -49,14 +49,44 @@ def occlude_device(gpu: Any, faces: Any, params: Any, masked: Any, masks: Any, g
         return gpu.apply_device(faces, params, masked, masks, grayscale, normalize, dtype)
 
 
+def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
+                masks: np.ndarray | None, a: int, b: int) -> dict:
+    """The twin on rows ``a:b`` of a batch whose 3D-mask rows have ``m3d_slot`` = their own row."""
+    rows = table[a:b].copy()
+    rows["m3d_slot"] = np.where(rows["m3d_slot"] >= 0, rows["m3d_slot"] - a, -1)
+    return occ.apply(faces[a:b], rows, None if masked is None else masked[a:b], None if masks is None else masks[a:b])
+
+
 class OcclusionStep:
     """The ``fn.python_function`` body (batch processing): stacks the batch, applies the parameter
     rows (the first ``ROW`` bytes of each ``params`` sample), splits per sample. Outputs img, msk,
-    ori and, with ``kind=True``, kind."""
+    ori and, with ``kind=True``, kind. On the CPU, ``threads`` > 1 applies contiguous row ranges in
+    parallel (the apply step is per row, so the result is the same) and hands out their rows
+    without joining them first."""
 
-    def __init__(self, occluder: FaceOccluder, kind: bool = True) -> None:
+    def __init__(self, occluder: FaceOccluder, kind: bool = True, threads: int = 1) -> None:
         self.occluder = occluder
         self.kind = kind
+        self.threads = max(1, int(threads))
+        self._pool = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}
+
+    def _parts(self, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
+               masks: np.ndarray | None) -> list[dict]:
+        n = len(table)
+        parts = min(self.threads, max(1, n // 16))
+        if parts == 1:
+            return [_rows_apply(self.occluder, faces, table, masked, masks, 0, n)]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads)
+        bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
+        jobs = [self._pool.submit(_rows_apply, self.occluder, faces, table, masked, masks, a, b)
+                for a, b in zip(bounds[:-1], bounds[1:])]
+        return [j.result() for j in jobs]
 
     def __call__(self, faces: list, params: list, masked: list | None = None, masks: list | None = None
                  ) -> tuple[list, ...]:
@@ -69,30 +99,81 @@ class OcclusionStep:
             out = occlude_device(occ._gpu, cp.stack(faces), cp.stack(params),
                                  None if masked is None else cp.stack(masked),
                                  None if masks is None else cp.stack(masks), p.grayscale, p.normalize, occ.dtype)
+            parts = [out]
         else:
             xp = np
             rows = np.stack(params)
             table = np.ascontiguousarray(rows[:, :ROW]).view(PARAM_DTYPE).ravel()
-            out = occ.apply(np.stack(faces), table, None if masked is None else np.stack(masked),
-                            None if masks is None else np.stack(masks)[..., 0])
-        n = len(faces)
-        split = [[out[name][i] for i in range(n)] for name in ("img", "msk", "ori")]
-        if self.kind:
-            kind = xp.ascontiguousarray(out["kind"].reshape(-1, 1))
-            split.append([kind[i] for i in range(n)])
+            parts = self._parts(np.stack(faces), table, None if masked is None else np.stack(masked),
+                                None if masks is None else np.stack(masks)[..., 0])
+        names = ("img", "msk", "ori", "kind") if self.kind else ("img", "msk", "ori")
+        split = []
+        for name in names:
+            arrays = [xp.ascontiguousarray(part[name].reshape(-1, 1)) if name == "kind" else part[name]
+                      for part in parts]
+            split.append([row for array in arrays for row in array])
         return tuple(split)
 
 
+class HandOff:
+    """The loader's CPU step (a ``fn.python_function`` body): applies the batch with the twin, rows
+    spread over ``threads``, and puts ``(keys, {"img", "msk", "ori"})`` whole and contiguous on
+    :attr:`ready`; DALI itself carries only ``kind`` per sample. The big tensors thus skip DALI's
+    output copy and the iterator's copy (on a CPU, copying them costs as much as the twin). DALI
+    runs one operator's iterations in order, so :attr:`ready` is in batch order; the keys let the
+    consumer check that."""
+
+    def __init__(self, occluder: FaceOccluder, threads: int = 1) -> None:
+        from collections import deque
+
+        self.occluder = occluder
+        self.threads = max(1, int(threads))
+        self.ready: deque = deque()
+        self._pool = None
+
+    def _map(self, fn: Any, *args: Any, bounds: list[int]) -> list:
+        pairs = list(zip(bounds[:-1], bounds[1:]))
+        if len(pairs) == 1:
+            return [fn(*args, *pairs[0])]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads)
+        return [j.result() for j in [self._pool.submit(fn, *args, a, b) for a, b in pairs]]
+
+    def __call__(self, faces: list, meta: list, masked: list | None = None, masks: list | None = None) -> list:
+        from .source import unpack_meta
+
+        table, _, keys = unpack_meta(np.stack(meta))
+        n = len(table)
+        bounds = np.linspace(0, n, min(self.threads, max(1, n // 16)) + 1).astype(int).tolist()
+        parts = self._map(_rows_apply, self.occluder, np.stack(faces), table,
+                          None if masked is None else np.stack(masked),
+                          None if masks is None else np.stack(masks)[..., 0], bounds=bounds)
+        out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in parts[0].items() if k != "kind"}
+
+        def place(a: int, b: int) -> None:
+            part = parts[bounds.index(a)]
+            for k, v in out.items():
+                v[a:b] = part[k]
+
+        self._map(place, bounds=bounds)
+        self.ready.append((keys, out))
+        kind = table["kind"].astype(np.int8).reshape(n, 1)
+        return list(kind)
+
+
 def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,
-                 kind: bool = True) -> tuple:
+                 kind: bool = True, threads: int = 1) -> tuple:
     """The occlusion as a DALI operator inside a user's pipeline definition: ``faces`` decoded
     [H, W, 3] uint8 samples, ``params`` rows of ``occluder.sample(...)`` as uint8 [row bytes];
     ``masked``/``masks`` for 3D-mask rows (``m3d_slot`` = row). Returns DataNodes img, msk, ori
-    (and kind with ``kind=True``)."""
+    (and kind with ``kind=True``); ``threads`` CPU threads share each batch's rows."""
     from nvidia.dali import fn
 
     extra = () if masked is None else (masked, masks)
-    return fn.python_function(faces, params, *extra, function=OcclusionStep(occluder, kind), batch_processing=True,
+    step = OcclusionStep(occluder, kind, threads)
+    return fn.python_function(faces, params, *extra, function=step, batch_processing=True,
                               num_outputs=4 if kind else 3, device=occluder.device)
 
 
@@ -112,11 +193,11 @@ def payloads(images: Any, lengths: Any) -> Any:
 
 
 def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | None, size: tuple[int, int],
-                   num_threads: int = 4, prefetch: int = 2, occluder: FaceOccluder | None = None,
+                   num_threads: int = 4, prefetch: int = 2, handoff: HandOff | None = None,
                    decode: bool = True) -> Any:
-    """A built DALI pipeline. With ``occluder`` (CPU mode) its outputs are :data:`CPU_OUTPUTS`;
-    without, :data:`GPU_OUTPUTS`; with ``decode=False`` (no occluder), :data:`RECORD_OUTPUTS`.
-    The last two only with mask records that the source reads."""
+    """A built DALI pipeline. With ``handoff`` (CPU mode) its outputs are :data:`CPU_OUTPUTS` (and
+    the tensors go to ``handoff.ready``); without, :data:`GPU_OUTPUTS`; with ``decode=False`` (no
+    handoff), :data:`RECORD_OUTPUTS`. masked/mask only with mask records that the source reads."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
@@ -148,10 +229,10 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
                 masked = faces
                 masks = faces[:, :, 0:1] if decode else faces
             extra = (masked, masks)
-        if occluder is None:
+        if handoff is None:
             return (faces, meta.gpu() if gpu else meta, *extra)
-        img, msk, ori = occlusion_op(occluder, faces, meta, *extra, kind=False)
-        return img, msk, ori, meta
+        kind = fn.python_function(faces, meta, *extra, function=handoff, batch_processing=True, num_outputs=1)
+        return kind, meta
 
     p = pipe()
     p.build()
