@@ -5,16 +5,18 @@
 On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
 threads for every pipeline:
 
-1. record path: DALI ``readers.mxnet`` alone (no decode) vs faceocc's external source alone (records,
-   labels, keys, MS1M parameter tables, 3D-mask records of the rows that use them), records/s;
+1. record path: DALI ``readers.mxnet`` alone (no decode) vs faceocc's external source alone (train.rec
+   records, labels, keys, MS1M parameter rows; and again with the 3D-mask records of the rows that
+   use them), records/s;
 2. bare DALI (readers.mxnet + decoders.image + resize + crop_mirror_normalize) vs faceocc's loader
    with the occlusion off (kinds {none: 1}, lighting p 0, flip_p 0), img/s;
 3. faceocc's loader with the MS1M mix vs the MSML-style DataLoader (one worker per core), img/s.
 
 Each pair is measured alternately, ``--rounds`` times, on pipelines built once; a figure is the
-total images over the total time of its rounds. Writes JSON (environment, settings, figures, ratios,
-targets) to ``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures
-move with the machine's load.
+total images over the total time of its rounds; the decode pair also records CPU time per batch.
+Writes JSON (environment, settings, figures, ratios, targets) to
+``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures move with
+the machine's load.
 """
 
 from __future__ import annotations
@@ -76,9 +78,10 @@ def readers_mxnet_raw(data: Path, batch: int, threads: int) -> Callable[[], None
     return p.run
 
 
-def record_path(data: Path, batch: int, threads: int) -> Callable[[], None]:
-    """One batch of faceocc's record path alone, in DALI, no decode: the encoded images cut into
-    samples (train.rec, and mask_out/mask for the 3D-mask rows), label, key and MS1M parameter rows."""
+def record_path(data: Path, batch: int, threads: int, masks: bool) -> Callable[[], None]:
+    """One batch of faceocc's record path alone, in DALI, no decode: train.rec's encoded images cut
+    into samples, label, key and MS1M parameter rows; with ``masks`` also the mask_out/mask records
+    of the 3D-mask rows (cut out behind a DALI conditional)."""
     from dali_pipes.order import ShardOrder
     from dali_pipes.pipeline import build_pipeline
     from dali_pipes.recordio import RecordDataset
@@ -88,7 +91,7 @@ def record_path(data: Path, batch: int, threads: int) -> Callable[[], None]:
     with RecordDataset(data) as ds:
         order = ShardOrder(ds.image_keys.copy(), batch, seed=0)
     occ = FaceOccluder("ms1m", None, (112, 112), "cpu", 0)
-    source = RecordBatchSource(data, order, occ.sampler, 0)
+    source = RecordBatchSource(data, order, occ.sampler, 0, read_masks=masks)
     return build_pipeline(source, batch, None, (112, 112), threads, decode=False).run
 
 
@@ -114,20 +117,25 @@ def msml_dataloader(data: Path, batch: int, workers: int) -> Iterator:
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str) -> dict[str, float]:
-    """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times."""
+              device: str, cpu: dict | None = None) -> dict[str, float]:
+    """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
+    ``cpu``, also this process's CPU milliseconds per batch (all its threads) into it."""
     for step in contenders.values():
         for _ in range(warmup):
             step()
     spent = dict.fromkeys(contenders, 0.0)
+    used = dict.fromkeys(contenders, 0.0)
     for _ in range(rounds):
         for name, step in contenders.items():
             synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(batches):
                 step()
             synchronize(device)
             spent[name] += time.perf_counter() - start
+            used[name] += time.process_time() - cpu_start
+    if cpu is not None:
+        cpu.update({name: 1e3 * u / (rounds * batches) for name, u in used.items()})
     return {name: rounds * batches * batch / t for name, t in spent.items()}
 
 
@@ -141,16 +149,18 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
     b = args.batch_size
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
     figures: dict[str, float] = {}
+    cpu_ms: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         say("record path: readers.mxnet vs faceocc's source ...")
         figures.update(alternate({"readers_mxnet_raw": readers_mxnet_raw(data, b, threads),
-                                  "faceocc_record_path": record_path(data, b, threads)},
+                                  "faceocc_record_path": record_path(data, b, threads, False),
+                                  "faceocc_record_path_with_masks": record_path(data, b, threads, True)},
                                  args.batches * 4, args.rounds, args.warmup, b, "cpu"))
         say("bare DALI vs faceocc with the occlusion off ...")
         pair = {"bare_dali": partial(next, bare_dali(data, b, device, threads)),
                 "faceocc_occlusion_off": partial(next, faceocc_loader(data, b, device, threads, occlusion_off()))}
-        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device))
+        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms))
         del pair
         say("faceocc MS1M mix vs the MSML-style DataLoader ...")
         pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
@@ -159,7 +169,10 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
         del pair
     ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
               "occlusion_off_vs_bare_dali": figures["faceocc_occlusion_off"] / figures["bare_dali"],
-              "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"]}
+              "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"],
+              "record_path_with_masks_vs_readers_mxnet":
+                  figures["faceocc_record_path_with_masks"] / figures["readers_mxnet_raw"],
+              "occlusion_off_vs_bare_dali_cpu_time": cpu_ms["bare_dali"] / cpu_ms["faceocc_occlusion_off"]}
     targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()}
     settings = {"device": device, "dataset": "faceocc demo (512 jittered faces, masks rendered)",
                 "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
@@ -167,7 +180,13 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                                       "ms1m": max(2, args.batches // 2)},
                 "warmup": args.warmup, "units": "records/s for the record path, img/s otherwise",
                 "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
-    result = {"per_s": figures, "ratios": ratios, "targets": targets}
+    result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
+              "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
+                                       "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
+                                       "rows (readers.mxnet has no counterpart)",
+                        "cpu_ms_per_batch": "CPU time of this process (all its threads) per batch; "
+                                            "less sensitive than img/s to other load on the machine",
+                        "msml_dataloader": f"{cores} worker processes, one per core"}}
     return write_result(f"loader-{device}", settings, result, args.out), result
 
 
@@ -186,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     path, result = run(args)
     for name, value in result["per_s"].items():
-        print(f"{name:28s} {value:12,.0f} /s")
+        print(f"{name:40s} {value:12,.0f} /s")
     for name, value in result["ratios"].items():
-        print(f"{name:28s} {value:12.2f}  (target {TARGETS[name]})")
+        target = f"  (target {TARGETS[name]})" if name in TARGETS else ""
+        print(f"{name:40s} {value:8.2f}{target}")
     print(f"wrote {path}")
     return 0
 

@@ -150,14 +150,17 @@ class HandOff:
         parts = self._map(_rows_apply, self.occluder, np.stack(faces), table,
                           None if masked is None else np.stack(masked),
                           None if masks is None else np.stack(masks)[..., 0], bounds=bounds)
-        out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in parts[0].items() if k != "kind"}
+        if len(parts) == 1:
+            out = {k: v for k, v in parts[0].items() if k != "kind"}
+        else:  # joined in parallel
+            out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in parts[0].items() if k != "kind"}
 
-        def place(a: int, b: int) -> None:
-            part = parts[bounds.index(a)]
-            for k, v in out.items():
-                v[a:b] = part[k]
+            def place(a: int, b: int) -> None:
+                part = parts[bounds.index(a)]
+                for k, v in out.items():
+                    v[a:b] = part[k]
 
-        self._map(place, bounds=bounds)
+            self._map(place, bounds=bounds)
         self.ready.append((keys, out))
         kind = table["kind"].astype(np.int8).reshape(n, 1)
         return list(kind)
