@@ -52,7 +52,7 @@ class Batch(NamedTuple):
         for row, payload in self.odd.items():
             lengths[row] = payload.size
         width = int(lengths.max(initial=0))
-        out = np.empty((size, width), np.uint8)
+        out = np.zeros((size, width), np.uint8)
         take = (self.starts + width <= self.buf.size) & (lengths > 0)
         for row in self.odd:
             take[row] = False

@@ -38,9 +38,8 @@ def undecodable(payloads: list[np.ndarray]) -> dict[int, str]:
 
 
 def first_line(err: BaseException) -> str:
-    """The gist of a (long, multi-line) DALI error."""
+    """The gist of a (long, multi-line) DALI error: what it says it encountered."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for ln in lines:
-        if "Error" in ln or "failure" in ln or "Unsupported" in ln or "cannot" in ln.lower():
-            return ln[:300]
-    return lines[0][:300] if lines else type(err).__name__
+    if "encountered:" in lines and lines.index("encountered:") + 1 < len(lines):
+        return lines[lines.index("encountered:") + 1][:300]
+    return lines[-1][:300] if lines else type(err).__name__

@@ -1,0 +1,161 @@
+"""The loader's record source and pipeline: dense outputs, meta rows, mask records only where used,
+nothing decoded for rows that do not use it, the GPU step's launch, the ``faceocc`` front door."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from datasets import add_masks, face_dataset
+
+from dali_pipes.order import ShardOrder
+from dali_pipes.recordio import RecordDataset
+from dali_pipes.source import META_BYTES, RecordBatchSource, pack_meta, unpack_meta
+from ops import FaceOccluder, Kind
+from ops.params import PARAM_DTYPE
+
+pytest.importorskip("nvidia.dali")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = face_dataset(tmp_path_factory.mktemp("faces"))
+    add_masks(folder)
+    return folder
+
+
+def _source(folder, batch=8, seed=0, start=0, profile="ms1m"):
+    with RecordDataset(folder) as ds:
+        order = ShardOrder(ds.image_keys.copy(), batch, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        occ = FaceOccluder(profile, None, (112, 112), "cpu", seed)
+    return RecordBatchSource(folder, order, occ.sampler, seed, start)
+
+
+def test_meta_rows_round_trip():
+    table = np.zeros(5, PARAM_DTYPE)
+    table["kind"] = [0, 7, 3, 1, 5]
+    table["noise_seed"] = [1, 2**32 - 1, 5, 6, 7]
+    labels, keys = np.array([3, 0, 2**40, 5, 1]), np.array([1, 2, 3, 2**33, 9])
+    meta = pack_meta(table, labels, keys)
+    assert meta.shape == (5, META_BYTES) and meta.dtype == np.uint8
+    t2, l2, k2 = unpack_meta(meta)
+    assert t2.tobytes() == table.tobytes() and l2.tolist() == labels.tolist() and k2.tolist() == keys.tolist()
+
+
+def test_batch_carries_records_and_mask_records_of_3d_rows_only(data):
+    src = _source(data)
+    seen = 0
+    with RecordDataset(data) as ds, RecordDataset(data / "mask.rec") as mk:
+        for batch in range(len(src.order)):
+            images, lengths, meta, use_m3d, mo, mo_len, mask, mask_len = src.batch(0, batch)
+            table, labels, keys = unpack_meta(meta)
+            assert keys.tolist() == src.order.batch_keys(0, batch).tolist()
+            assert labels.tolist() == [ds.label(int(k)) for k in keys]
+            for i, k in enumerate(keys.tolist()):
+                assert bytes(images[i, :lengths[i, 0]]) == ds.read(k)[1]
+            assert use_m3d.tolist() == (table["kind"] == Kind.MASK3D).tolist()
+            assert (table["m3d_slot"][use_m3d] == np.flatnonzero(use_m3d)).all()
+            assert (mo_len[~use_m3d] == 0).all() and (mask_len[~use_m3d] == 0).all()
+            for i in np.flatnonzero(use_m3d).tolist():
+                assert bytes(mask[i, :mask_len[i, 0]]) == mk.read(int(keys[i]))[1]
+                seen += 1
+    assert seen > 0
+
+
+def test_batches_are_a_pure_function_of_their_position(data):
+    a, b = _source(data), _source(data, start=5)
+    for g in (0, 5, 7, 13):
+        epoch, batch = divmod(g, len(a.order))
+        for x, y in zip(a.batch(epoch, batch), b.batch(epoch, batch)):
+            assert np.array_equal(x, y)
+    other = _source(data, seed=1)
+    assert not np.array_equal(a.batch(0, 0)[2], other.batch(0, 0)[2])
+    tables = [unpack_meta(a.batch(0, i)[2])[0] for i in range(2)]
+    assert tables[0].tobytes() != tables[1].tobytes()
+
+
+class _Garbage(RecordBatchSource):
+    """Puts undecodable bytes, with a length, into the mask payloads of every row; ``rows`` says
+    which rows say they use a 3D mask."""
+
+    def __init__(self, *args, used: bool, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.used = used
+
+    def batch(self, epoch, batch):
+        out = list(super().batch(epoch, batch))
+        n = len(out[0])
+        junk, lengths = np.full((n, 64), 7, np.uint8), np.full((n, 1), 64, np.int32)
+        table, labels, keys = unpack_meta(out[2])
+        table["kind"] = Kind.MASK3D if self.used else Kind.NONE
+        table["m3d_slot"] = np.arange(n) if self.used else -1
+        out[2] = pack_meta(table, labels, keys)
+        out[3] = np.full(n, self.used)
+        out[4:8] = [junk, lengths, junk, lengths]
+        return tuple(out)
+
+
+@pytest.mark.parametrize("used", [False, True])
+def test_rows_without_a_3d_mask_decode_nothing_of_the_mask_records(data, used):
+    from dali_pipes.pipeline import HandOff, build_pipeline
+
+    base = _source(data)
+    src = _Garbage(data, base.order, base.sampler, 0, used=used)
+    occ = FaceOccluder("ms1m", None, (112, 112), "cpu", 0)
+    handoff = HandOff(occ, 1)
+    if used:  # the control: the same bytes in rows that use them fail to decode
+        with pytest.raises(RuntimeError):
+            build_pipeline(src, 8, None, (112, 112), 2, 1, handoff).run()
+        return
+    pipe = build_pipeline(src, 8, None, (112, 112), 2, 1, handoff)
+    for _ in range(3):
+        kind, meta = pipe.run()
+        keys, arrays = handoff.ready.popleft()
+        assert arrays["img"].shape == (8, 3, 112, 112) and (arrays["msk"] == 1).all()
+
+
+def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_stream():
+    from dali_pipes.pipeline import occlude_device
+    from dali_pipes.source import ROW
+
+    calls = []
+
+    class Gpu:
+        def apply_device(self, *args):
+            calls.append(args)
+            return {"img": 1}
+
+    class Stream:
+        entered = 0
+
+        def __enter__(self):
+            Stream.entered += 1
+
+        def __exit__(self, *exc):
+            return False
+
+    meta = np.zeros((4, META_BYTES), np.uint8)
+    faces = np.zeros((4, 8, 8, 3), np.uint8)
+    masks = np.zeros((4, 8, 8, 1), np.uint8)
+    occlude_device(Gpu(), faces, meta, faces, masks, False, True, np.float32, Stream())
+    faces_, params, masked, masks_, *_ = calls[0]
+    assert params.shape == (4, ROW) and masks_.shape == (4, 8, 8) and Stream.entered == 1
+    occlude_device(Gpu(), faces, meta[:, :ROW], None, None, False, True, np.float32)
+    assert calls[1][1].shape == (4, ROW) and calls[1][2] is None
+
+
+def test_front_door_names_the_public_classes():
+    import faceocc
+    import ops
+    from dali_pipes import FaceOcclusionLoader
+    from dali_pipes import RecordDataset as RD
+
+    assert faceocc.FaceOcclusionLoader is FaceOcclusionLoader
+    assert faceocc.RecordDataset is RD and faceocc.FaceOccluder is ops.FaceOccluder
+    assert faceocc.Kind is ops.Kind and callable(faceocc.load_profile)
+    assert {"FaceOcclusionLoader", "FaceOccluder", "RecordDataset", "ImageDecodeError"} <= set(dir(faceocc))
+    with pytest.raises(AttributeError):
+        faceocc.NoSuchThing  # noqa: B018
