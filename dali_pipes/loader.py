@@ -122,6 +122,8 @@ class FaceOcclusionLoader:
 
         num_threads, prefetch = self._settings
         self._iter = None
+        if self._handoff is not None:
+            self._handoff.close()
         source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
                                    self._next, self.read_masks)
         source.bad_train, source.bad_masks = self._bad
@@ -151,7 +153,7 @@ class FaceOcclusionLoader:
     def _handed_off(self, out: dict) -> dict:
         import torch
 
-        keys, arrays = self._handoff.ready.popleft()
+        keys, arrays = self._handoff.take()
         if not np.array_equal(keys, _columns(out["meta"], ROW + 8, ROW + 16, torch.int64).numpy().ravel()):
             raise RuntimeError("internal error: the occlusion step's output is out of step with the pipeline")
         return {k: torch.from_numpy(v) for k, v in arrays.items()}

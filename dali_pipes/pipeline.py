@@ -116,54 +116,40 @@ class OcclusionStep:
 
 
 class HandOff:
-    """The loader's CPU step (a ``fn.python_function`` body): applies the batch with the twin, rows
-    spread over ``threads``, and puts ``(keys, {"img", "msk", "ori"})`` whole and contiguous on
-    :attr:`ready`; DALI itself carries only ``kind`` per sample. The big tensors thus skip DALI's
-    output copy and the iterator's copy (on a CPU, copying them costs as much as the twin). DALI
-    runs one operator's iterations in order, so :attr:`ready` is in batch order; the keys let the
-    consumer check that."""
+    """The loader's CPU step (a ``fn.python_function`` body): stacks the batch, hands the twin's work
+    on it to one of ``threads`` worker threads and puts ``(keys, future of {"img", "msk", "ori"})`` on
+    :attr:`ready`; DALI itself carries only ``kind`` per sample. So the big tensors skip DALI's
+    output copy and the iterator's copy (on a CPU, copying them costs as much as the twin), the
+    step does not hold a DALI thread while the twin runs, and consecutive batches are occluded in
+    parallel, each whole (no join). DALI runs one operator's iterations in order, so :attr:`ready`
+    is in batch order; the keys let the consumer check that."""
 
     def __init__(self, occluder: FaceOccluder, threads: int = 1) -> None:
         from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
 
         self.occluder = occluder
-        self.threads = max(1, int(threads))
         self.ready: deque = deque()
-        self._pool = None
-
-    def _map(self, fn: Any, *args: Any, bounds: list[int]) -> list:
-        pairs = list(zip(bounds[:-1], bounds[1:]))
-        if len(pairs) == 1:
-            return [fn(*args, *pairs[0])]
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.threads)
-        return [j.result() for j in [self._pool.submit(fn, *args, a, b) for a, b in pairs]]
+        self._pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix="faceocc-occlusion")
 
     def __call__(self, faces: list, meta: list, masked: list | None = None, masks: list | None = None) -> list:
         from .source import unpack_meta
 
         table, _, keys = unpack_meta(np.stack(meta))
         n = len(table)
-        bounds = np.linspace(0, n, min(self.threads, max(1, n // 16)) + 1).astype(int).tolist()
-        parts = self._map(_rows_apply, self.occluder, np.stack(faces), table,
-                          None if masked is None else np.stack(masked),
-                          None if masks is None else np.stack(masks)[..., 0], bounds=bounds)
-        if len(parts) == 1:
-            out = {k: v for k, v in parts[0].items() if k != "kind"}
-        else:  # joined in parallel
-            out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in parts[0].items() if k != "kind"}
+        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table,
+                                None if masked is None else np.stack(masked),
+                                None if masks is None else np.stack(masks)[..., 0], 0, n)
+        self.ready.append((keys, job))
+        return list(table["kind"].astype(np.int8).reshape(n, 1))
 
-            def place(a: int, b: int) -> None:
-                part = parts[bounds.index(a)]
-                for k, v in out.items():
-                    v[a:b] = part[k]
+    def take(self) -> tuple[np.ndarray, dict]:
+        """The oldest batch: its keys and ``{"img", "msk", "ori"}`` (waits for the twin)."""
+        keys, job = self.ready.popleft()
+        return keys, {k: v for k, v in job.result().items() if k != "kind"}
 
-            self._map(place, bounds=bounds)
-        self.ready.append((keys, out))
-        kind = table["kind"].astype(np.int8).reshape(n, 1)
-        return list(kind)
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,

@@ -113,7 +113,7 @@ def test_rows_without_a_3d_mask_decode_nothing_of_the_mask_records(data, used):
     pipe = build_pipeline(src, 8, None, (112, 112), 2, 1, handoff)
     for _ in range(3):
         kind, meta = pipe.run()
-        keys, arrays = handoff.ready.popleft()
+        keys, arrays = handoff.take()
         assert arrays["img"].shape == (8, 3, 112, 112) and (arrays["msk"] == 1).all()
 
 
