@@ -103,3 +103,30 @@ def test_num_shards_without_shard_id_takes_the_rank(monkeypatch):
 def test_bad_arguments_fail_at_construction_naming_them(broken, kw, name):
     with pytest.raises(ValueError, match=name):
         _loader(broken, **kw)
+
+
+def test_bad_mask_record_is_named_and_skipped_only_where_used(tmp_path):
+    import dataclasses
+
+    from datasets import add_masks, face_dataset
+
+    from dali_pipes.recordio import RecordWriter
+    from ops import load_profile
+
+    folder = face_dataset(tmp_path / "d", identities=4, per_identity=6)
+    add_masks(folder)
+    with RecordDataset(folder / "mask_out.rec") as mo:
+        records = [(k, *mo.read(k)) for k in mo.keys.tolist()]
+    with RecordWriter(folder / "mask_out.rec") as w:  # same headers, key 7's masked face broken
+        for key, header, payload in records:
+            w.write(key, header, BAD if key == 7 else payload)
+    only_masks = dataclasses.replace(load_profile("ms1m"), kinds={"mask3d": 1.0})
+    with pytest.raises(ImageDecodeError) as err:
+        for _ in _loader(folder, profile=only_masks):
+            pass
+    assert err.value.key == 7 and err.value.path.endswith("mask_out.rec")
+    served = torch.cat([b["key"] for b in _loader(folder, profile=only_masks, on_bad_image="skip")])
+    assert 7 not in served.tolist() and len(served) == 24
+    no_masks = dataclasses.replace(load_profile("ms1m"), kinds={"none": 1.0})
+    served = torch.cat([b["key"] for b in _loader(folder, profile=no_masks)])
+    assert 7 in served.tolist()  # never decoded where no row uses it
