@@ -10,9 +10,10 @@ Two places for the occlusion step, one semantics:
   torch CUDA tensors, and one kernel pass per batch runs on torch's current stream.
 
 Masked faces and masks are cut out and decoded only for the rows that use a 3D mask (a DALI
-conditional); the other rows carry the face itself there, never read by the apply step (their
-``m3d_slot`` is -1). Every pipeline output costs DALI time per batch: label, key and the parameter
-row travel together as one ``meta`` row (:func:`dali_pipes.source.pack_meta`).
+conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
+dense batch is needed), never read by the apply step (their ``m3d_slot`` is -1). Every pipeline
+output costs DALI time per batch: label, key and the parameter row travel together as one ``meta``
+row (:func:`dali_pipes.source.pack_meta`).
 """
 
 from __future__ import annotations
@@ -137,9 +138,14 @@ class HandOff:
 
         table, _, keys = unpack_meta(np.stack(meta))
         n = len(table)
-        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table,
-                                None if masked is None else np.stack(masked),
-                                None if masks is None else np.stack(masks)[..., 0], 0, n)
+        rows = np.flatnonzero(table["m3d_slot"] >= 0).tolist()
+        if masked is None or not rows:
+            masked = masks = None
+        else:  # only the 3D-mask rows hold full images; the table points into their stack
+            masked = np.stack([masked[i] for i in rows])
+            masks = np.stack([masks[i] for i in rows])[..., 0]
+            table["m3d_slot"][rows] = np.arange(len(rows))
+        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table, masked, masks, 0, n)
         self.ready.append((keys, job))
         return list(table["kind"].astype(np.int8).reshape(n, 1))
 
@@ -183,13 +189,16 @@ def payloads(images: Any, lengths: Any) -> Any:
 
 def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | None, size: tuple[int, int],
                    num_threads: int = 4, prefetch: int = 2, handoff: HandOff | None = None,
-                   decode: bool = True) -> Any:
+                   decode: bool = True, uniform: bool | None = None) -> Any:
     """A built DALI pipeline. With ``handoff`` (CPU mode) its outputs are :data:`CPU_OUTPUTS` (and
     the tensors go to ``handoff.ready``); without, :data:`GPU_OUTPUTS`; with ``decode=False`` (no
-    handoff), :data:`RECORD_OUTPUTS`. masked/mask only with mask records that the source reads."""
+    handoff), :data:`RECORD_OUTPUTS`. masked/mask only with mask records that the source reads; their
+    rows without a 3D mask hold a 1 x 1 crop, or with ``uniform`` (default: on a GPU) that crop
+    padded to full size, so that every output is a dense batch."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
+    uniform = gpu if uniform is None else uniform
     has_masks = source.has_masks
     h, w = size
 
@@ -214,9 +223,12 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
             if use_m3d:
                 masked = image(payloads(masked_images, masked_lengths))
                 masks = image(payloads(mask_images, mask_lengths), gray=True)
-            else:  # never read by the apply step; the face is at hand and costs no decode
-                masked = faces
-                masks = faces[:, :, 0:1] if decode else faces
+            else:  # never read by the apply step: a 1 x 1 crop of the face (or nothing), no decode
+                masked = faces[0:1, 0:1] if decode else masked_images[0:0]
+                masks = faces[0:1, 0:1, 0:1] if decode else masked
+            if uniform and decode:  # dense batches for DALI's iterator (the GPU path)
+                masked = fn.pad(masked, shape=[h, w, 3])
+                masks = fn.pad(masks, shape=[h, w, 1])
             extra = (masked, masks)
         if handoff is None:
             return (faces, meta.gpu() if gpu else meta, *extra)

@@ -159,3 +159,31 @@ def test_front_door_names_the_public_classes():
     assert {"FaceOcclusionLoader", "FaceOccluder", "RecordDataset", "ImageDecodeError"} <= set(dir(faceocc))
     with pytest.raises(AttributeError):
         faceocc.NoSuchThing  # noqa: B018
+
+
+def test_gpu_path_outputs_on_the_cpu_give_the_loaders_batches(data):
+    """The GPU path's pipeline (dense faces, meta, padded masked/mask) through DALI's iterator, run
+    on the CPU, then the twin on the dense batch: the same tensors as the CPU loader serves."""
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    from dali_pipes import FaceOcclusionLoader
+    from dali_pipes.pipeline import GPU_OUTPUTS, build_pipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loader = FaceOcclusionLoader(data, 8, device="cpu", seed=2)
+    src = RecordBatchSource(data, loader.order, loader.occluder.sampler, 2)
+    pipe = build_pipeline(src, 8, None, (112, 112), 2, 1, uniform=True)
+    it = DALIGenericIterator(pipe, list(GPU_OUTPUTS), size=-1)
+    used = 0
+    for want in loader:
+        out = next(it)[0]
+        assert out["masked"].shape == (8, 112, 112, 3) and out["mask"].shape == (8, 112, 112, 1)
+        table, labels, keys = unpack_meta(out["meta"].numpy())
+        got = loader.occluder.apply(out["face"].numpy(), table, out["masked"].numpy(), out["mask"].numpy()[..., 0])
+        for name in ("img", "msk", "ori"):
+            assert np.array_equal(got[name], want[name].numpy()), name
+        assert keys.tolist() == want["key"].tolist() and labels.tolist() == want["label"].tolist()
+        assert got["kind"].tolist() == want["kind"].tolist()
+        used += int((table["m3d_slot"] >= 0).sum())
+    assert used > 0
