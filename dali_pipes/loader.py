@@ -50,6 +50,9 @@ class FaceOcclusionLoader:
     happens to the remainder). ``shard_id``/``num_shards`` not given come from torch.distributed or
     torchrun's RANK / WORLD_SIZE; the GPU is LOCAL_RANK.
 
+    ``num_threads``: DALI's threads, and on the CPU the occlusion step's worker threads;
+    ``read_threads`` is accepted for compatibility (a batch is read at once from a memory map).
+
     An image the decoder refuses raises :class:`ImageDecodeError` naming file, key and offset
     (``on_bad_image="raise"``), or is replaced by the nearest earlier usable image of its batch and
     logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed.

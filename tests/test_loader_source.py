@@ -187,3 +187,31 @@ def test_gpu_path_outputs_on_the_cpu_give_the_loaders_batches(data):
         assert got["kind"].tolist() == want["kind"].tolist()
         used += int((table["m3d_slot"] >= 0).sum())
     assert used > 0
+
+
+def test_occlusion_op_in_a_users_pipeline_equals_the_twin():
+    from nvidia.dali import fn, pipeline_def, types
+
+    from dali_pipes.pipeline import occlusion_op
+    from ops.params import PARAM_DTYPE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        occ = FaceOccluder("ms1m", None, (112, 112), "cpu", 4, has_masks=False)
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (32, 112, 112, 3), dtype=np.uint8)
+    table = occ.sample(32, batch=3)
+    rows = np.ascontiguousarray(table).view(np.uint8).reshape(32, PARAM_DTYPE.itemsize)
+
+    @pipeline_def(batch_size=32, num_threads=2, device_id=None)
+    def pipe():
+        f, p = fn.external_source(source=lambda: (faces, rows), num_outputs=2, batch=True,
+                                  dtype=[types.UINT8, types.UINT8])
+        return tuple(occlusion_op(occ, f, p, threads=2))
+
+    p = pipe()
+    p.build()
+    img, msk, ori, kind = (np.array(t.as_tensor()) for t in p.run())
+    want = occ.apply(faces, table)
+    assert np.array_equal(img, want["img"]) and np.array_equal(msk, want["msk"])
+    assert np.array_equal(ori, want["ori"]) and kind.ravel().tolist() == want["kind"].tolist()
