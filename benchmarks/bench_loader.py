@@ -123,7 +123,9 @@ class _ReadyMade:
         import numpy as np
 
         faces = np.zeros((n, *occluder.size, 3), np.uint8)
-        self.out = occluder.apply(faces, occluder.sample(n))
+        table = occluder.sample(n)
+        table["m3d_slot"] = -1
+        self.out = occluder.apply(faces, table)
 
     def apply(self, faces: Any, table: Any, *_: Any) -> dict:
         return {k: v[:len(table)] for k, v in self.out.items()}
