@@ -99,7 +99,7 @@ class FaceOcclusionLoader:
         extra = {"device_id": local} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
                                      has_masks=masks is not None, dtype=np_dtype,
-                                     **extra)  # on the CPU, the pipeline's step spreads rows over threads
+                                     **extra)  # on the CPU, HandOff spreads batches over threads
         self.read_masks = masks is not None and self.occluder.profile.kind_probabilities()[Kind.MASK3D] > 0
         self.on_bad_image = on_bad_image
         self._settings = (num_threads, prefetch)
