@@ -2,13 +2,13 @@
 
 from .recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, pack_image, unpack_image
 
-__all__ = ["FaceOcclusionLoader", "IRHeader", "RecordDataset", "RecordIOError", "RecordWriter",
-           "pack_image", "unpack_image"]
+__all__ = ["FaceOcclusionLoader", "IRHeader", "ImageDecodeError", "RecordDataset", "RecordIOError",
+           "RecordWriter", "pack_image", "unpack_image"]
 
 
 def __getattr__(name: str):
-    if name == "FaceOcclusionLoader":  # imported on first use: it pulls in torch, DALI and the ops
-        from .loader import FaceOcclusionLoader
+    if name in ("FaceOcclusionLoader", "ImageDecodeError"):  # on first use: pulls in torch, DALI, the ops
+        from . import loader
 
-        return FaceOcclusionLoader
+        return getattr(loader, name)
     raise AttributeError(name)

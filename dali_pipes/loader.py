@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ops import FaceOccluder
+from ops import FaceOccluder, Kind
 from ops.profiles import Profile
 
+from .decode_check import undecodable
 from .mask_records import check_alignment, mask_paths
 from .order import ShardOrder
-from .pipeline import OUTPUTS, build_pipeline
-from .placement import distributed_placement
+from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
+from .placement import distributed_placement, whole_number
 from .recordio import RecordDataset, RecordIOError
-from .source import RecordBatchSource
+from .source import ROW, ImageDecodeError, RecordBatchSource
+
+log = logging.getLogger("faceocc.loader")
+ON_BAD_IMAGE = ("raise", "skip")
+
+
+def _out_size(value: Any) -> tuple[int, int]:
+    try:
+        h, w = value
+        return whole_number("out_size height", h, 1), whole_number("out_size width", w, 1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"out_size must be (height, width), two integers >= 1, not {value!r}") from err
+
+
+def _columns(meta: Any, start: int, stop: int, dtype: Any) -> Any:
+    """Bytes ``start:stop`` of every ``meta`` row (a uint8 torch tensor) reinterpreted as ``dtype``."""
+    import torch
+
+    return meta[:, start:stop].clone(memory_format=torch.contiguous_format).view(dtype)
 
 
 class FaceOcclusionLoader:
     """Iterates over batches of ``{"img", "msk", "ori", "label", "kind", "key"}`` torch tensors.
 
-    ``img``/``ori`` [N, 3, H, W] of ``dtype``, ``msk`` [N, H, W] int32 (1 clean, 0 occluded),
-    ``label`` [N] int64, ``kind`` [N] int8 (``ops.Kind`` codes), ``key`` [N] int64 (record keys), on
-    the pipeline's device. ``len()`` is batches per epoch; iterating again runs the next epoch.
-    Every image appears once per epoch across shards, in a seeded uniform permutation (see
-    ``dali_pipes.order``; ``last_batch`` states what happens to the remainder).
+    ``img``/``ori`` [N, C, H, W] of ``dtype`` (C = 3, or what the profile's apply step gives),
+    ``msk`` [N, H, W] int32 (1 clean, 0 occluded), ``label`` [N] int64, ``kind`` [N] int8
+    (``ops.Kind`` codes), ``key`` [N] int64 (record keys), on the pipeline's device. ``len()`` is
+    batches per epoch; iterating again runs the next epoch. Every image appears once per epoch across
+    shards, in a seeded uniform permutation (see ``dali_pipes.order``; ``last_batch`` states what
+    happens to the remainder). ``shard_id``/``num_shards`` not given come from torch.distributed or
+    torchrun's RANK / WORLD_SIZE; the GPU is LOCAL_RANK.
+
+    ``num_threads``: DALI's threads, and on the CPU the occlusion step's worker threads;
+    ``read_threads`` is accepted for compatibility (a batch is read at once from a memory map).
+
+    An image the decoder refuses raises :class:`ImageDecodeError` naming file, key and offset
+    (``on_bad_image="raise"``), or is replaced by the nearest earlier usable image of its batch and
+    logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed.
     """
 
     def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: str = "gpu",
@@ -34,11 +63,24 @@ class FaceOcclusionLoader:
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
                  num_shards: int | None = None, dtype: Any = None, last_batch: str = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2) -> None:
+                 prefetch: int = 2, on_bad_image: str = "raise") -> None:
         import torch
 
         if device not in ("gpu", "cpu"):
             raise ValueError(f"device must be 'gpu' or 'cpu', not {device!r}")
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, not {on_bad_image!r}")
+        batch_size = whole_number("batch_size", batch_size, 1)
+        seed = whole_number("seed", seed, 0)
+        num_threads = whole_number("num_threads", num_threads, 1)
+        whole_number("read_threads", read_threads, 1)
+        prefetch = whole_number("prefetch", prefetch, 1)
+        self.out_size = _out_size(out_size)
+        self.torch_dtype = dtype or torch.float32
+        np_dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(self.torch_dtype)
+        if np_dtype is None:
+            raise ValueError("dtype must be torch.float32 or torch.float16")
+        self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.data_dir = Path(data_dir)
         masks = mask_paths(self.data_dir)
         with RecordDataset(self.data_dir) as ds:
@@ -50,22 +92,23 @@ class FaceOcclusionLoader:
                 finally:
                     for r in rendered.values():
                         r.close()
-        self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
         self.device_id = local if device == "gpu" else None
-        self.torch_dtype = dtype or torch.float32
-        np_dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(self.torch_dtype)
-        if np_dtype is None:
-            raise ValueError("dtype must be torch.float32 or torch.float16")
         self.batch_size = batch_size
-        self.out_size = tuple(out_size)
+        extra = {"device_id": local} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
                                      has_masks=masks is not None, dtype=np_dtype,
-                                     threads=num_threads if device == "cpu" else 1)
-        self._settings = (num_threads, read_threads, prefetch)
+                                     **extra)  # on the CPU, HandOff spreads batches over threads
+        self.read_masks = masks is not None and self.occluder.profile.kind_probabilities()[Kind.MASK3D] > 0
+        self.on_bad_image = on_bad_image
+        self._settings = (num_threads, prefetch)
+        self._bad: tuple[set[int], set[int]] = (set(), set())
+        self._logged: set[int] = set()
         self._next = 0            # global index of the next batch to hand out
-        self._pipe = None
+        self._iter = None
+        self._handoff = None
+        self._source = None
         self._pipe_start = 0
         self._fetched = 0
 
@@ -78,35 +121,100 @@ class FaceOcclusionLoader:
         return self._next // len(self)
 
     def _build(self) -> None:
-        num_threads, read_threads, prefetch = self._settings
-        source = RecordBatchSource(self.data_dir, self.order, self.occluder, self._next, read_threads)
-        self._pipe = build_pipeline(source, self.occluder, self.batch_size, self.device_id, self.out_size,
-                                    num_threads, prefetch)
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        num_threads, prefetch = self._settings
+        self._iter = None
+        if self._handoff is not None:
+            self._handoff.close()
+        source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
+                                   self._next, self.read_masks)
+        source.bad_train, source.bad_masks = self._bad
+        self._source = source
+        on_cpu = self.device == "cpu"  # CPU: the twin inside the pipeline, overlapping the consumer
+        self._handoff = HandOff(self.occluder, num_threads) if on_cpu else None
+        pipe = build_pipeline(source, self.batch_size, self.device_id, self.out_size, num_threads, prefetch,
+                              self._handoff)
+        names = list(CPU_OUTPUTS) if on_cpu else list(GPU_OUTPUTS[:4 if self.read_masks else 2])
         self._pipe_start = self._next
         self._fetched = 0
+        self._iter = DALIGenericIterator(pipe, names, size=-1)
 
-    def _to_torch(self, tensor_list: Any) -> Any:
+    def _occlude_gpu(self, out: dict) -> dict:
+        import cupy as cp
         import torch
 
-        if self.device == "cpu":
-            return torch.from_numpy(np.array(tensor_list.as_tensor()))
-        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+        p = self.occluder.profile
+        with cp.cuda.Device(self.device_id):
+            stream = cp.cuda.ExternalStream(torch.cuda.current_stream(self.device_id).cuda_stream)
+            with stream:  # everything on torch's current stream: no extra synchronization needed
+                arrays = {k: cp.from_dlpack(v) for k, v in out.items()}
+                res = occlude_device(self.occluder._gpu, arrays["face"], arrays["meta"], arrays.get("masked"),
+                                     arrays.get("mask"), p.grayscale, p.normalize, self.occluder.dtype)
+                return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
 
-        t = tensor_list.as_tensor()
-        out = torch.empty(t.shape(), dtype=to_torch_type[t.dtype], device=f"cuda:{self.device_id}")
-        feed_ndarray(t, out, cuda_stream=torch.cuda.current_stream(self.device_id))
-        return out
+    def _handed_off(self, out: dict) -> dict:
+        import torch
+
+        keys, arrays = self._handoff.take()
+        if not np.array_equal(keys, _columns(out["meta"], ROW + 8, ROW + 16, torch.int64).numpy().ravel()):
+            raise RuntimeError("internal error: the occlusion step's output is out of step with the pipeline")
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
     def _fetch(self) -> dict:
-        if self._pipe is None or self._pipe_start + self._fetched != self._next:
-            self._build()
-        outputs = self._pipe.run()
-        self._fetched += 1
-        batch = {name: self._to_torch(t) for name, t in zip(OUTPUTS, outputs)}
-        batch["label"] = batch["label"].reshape(-1)
-        batch["kind"] = batch["kind"].reshape(-1)
-        batch["key"] = batch["key"].reshape(-1)
-        return batch
+        import torch
+
+        for _ in range(self.batch_size * 3 + 2):  # each retry leaves out at least one more bad image
+            try:
+                if self._iter is None or self._pipe_start + self._fetched != self._next:
+                    self._build()
+                out = next(self._iter)[0]
+            except RuntimeError as err:
+                self._iter = None
+                self._on_pipeline_error(err)
+                continue
+            except BaseException:
+                self._iter = None
+                raise
+            self._fetched += 1
+            batch = self._occlude_gpu(out) if self.device == "gpu" else self._handed_off(out)
+            meta = out["meta"]
+            ints = _columns(meta, ROW, ROW + 16, torch.int64)
+            batch["label"], batch["key"] = ints[:, 0], ints[:, 1]
+            batch["kind"] = _columns(meta, 0, 4, torch.int32)[:, 0].to(torch.int8)  # the row's first field
+            return {name: batch[name] for name in OUTPUTS}
+        raise RuntimeError("the pipeline keeps failing after leaving out every image the decoder refused")
+
+    def _on_pipeline_error(self, err: RuntimeError) -> None:
+        """Find the image(s) the decoder refused in the batches the pipeline was working on; raise
+        :class:`ImageDecodeError` for the first (``"raise"``) or leave them out (``"skip"``)."""
+        _, prefetch = self._settings
+        source = self._source or RecordBatchSource(self.data_dir, self.order, self.occluder.sampler,
+                                                   self.occluder.seed, self._next, self.read_masks)
+        source.bad_train, source.bad_masks = self._bad
+        found = []
+        for g in range(self._next, self._next + prefetch + 1):
+            r = source.read(*divmod(g, len(self)))
+            rows = np.flatnonzero(r.m3d)
+            files = [(source.train.dataset, r.train, r.keys, self._bad[0])]
+            files += [(source.masks[name].dataset, got, r.keys[rows], self._bad[1]) for name, got in r.masks.items()]
+            for ds, got, keys, bad in files:
+                for i, why in undecodable(got.payloads()).items():
+                    found.append((ds, int(keys[i]), why, bad))
+            if found:
+                break
+        if not found:
+            raise err
+        if self.on_bad_image == "raise":
+            ds, key, why, _ = found[0]
+            raise ImageDecodeError(f"the image cannot be decoded: {why}", ds.rec_path, key,
+                                   ds.offset_of(key)) from err
+        for ds, key, why, bad in found:
+            bad.add(key)
+            if key not in self._logged:
+                self._logged.add(key)
+                log.warning("skipping an image the decoder refuses (%s, key %d, byte offset %d): %s",
+                            ds.rec_path, key, ds.offset_of(key), why)
 
     def __iter__(self):
         remaining = len(self) - self._next % len(self)
@@ -127,7 +235,7 @@ class FaceOcclusionLoader:
             if state.get(key) != mine[key]:
                 raise ValueError(f"state was saved with {key}={state.get(key)}, this loader has {mine[key]}")
         self._next = int(state["next_batch"])
-        self._pipe = None
+        self._iter = None
 
 
-__all__ = ["FaceOcclusionLoader", "RecordIOError", "distributed_placement"]
+__all__ = ["FaceOcclusionLoader", "ImageDecodeError", "RecordIOError", "distributed_placement"]

@@ -1,5 +1,20 @@
 """The DALI pipeline: external source (records) -> decode (mixed on GPU, cpu without) -> resize ->
-occlusion (python_function: CuPy kernels on GPU, NumPy twin on CPU) -> outputs."""
+outputs, and the occlusion step that follows decoding.
+
+Two places for the occlusion step, one semantics:
+
+* in the pipeline, as ``fn.python_function`` (:class:`OcclusionStep`): the loader's CPU mode, and the
+  DALI-composable operator for users who build their own pipelines (:func:`occlusion_op`);
+* after the pipeline, on dense device arrays (:func:`occlude_device`): the loader's GPU mode. The
+  pipeline hands out decoded faces and the parameter table, DALI's own iterator turns them into
+  torch CUDA tensors, and one kernel pass per batch runs on torch's current stream.
+
+Masked faces and masks are cut out and decoded only for the rows that use a 3D mask (a DALI
+conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
+dense batch is needed), never read by the apply step (their ``m3d_slot`` is -1). Every pipeline
+output costs DALI time per batch: label, key and the parameter row travel together as one ``meta``
+row (:func:`dali_pipes.source.pack_meta`).
+"""
 
 from __future__ import annotations
 
@@ -10,73 +25,215 @@ import numpy as np
 from ops import FaceOccluder
 from ops.params import PARAM_DTYPE
 
-from .source import RecordBatchSource
+from .source import ROW, RecordBatchSource
 
 OUTPUTS = ("img", "msk", "ori", "label", "kind", "key")
+CPU_OUTPUTS = ("kind", "meta")                             # CPU mode: img/msk/ori via HandOff.ready
+GPU_OUTPUTS = ("face", "meta", "masked", "mask")           # GPU mode; masked/mask with mask records
+RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: the record path alone
+
+
+def occlude_device(gpu: Any, faces: Any, params: Any, masked: Any, masks: Any, grayscale: bool,
+                   normalize: bool, dtype: Any, stream: Any = None) -> dict:
+    """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
+    uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
+    masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
+    on CuPy's current stream. ``gpu`` is an ``ops.gpu.GpuOccluder``. Returns ``img``, ``msk``,
+    ``ori``, ``kind`` as CuPy arrays."""
+    if params.shape[1] != ROW:
+        params = params[:, :ROW]
+    if masks is not None and masks.ndim == 4:
+        masks = masks.reshape(masks.shape[:3])
+    if stream is None:
+        return gpu.apply_device(faces, params, masked, masks, grayscale, normalize, dtype)
+    with stream:
+        return gpu.apply_device(faces, params, masked, masks, grayscale, normalize, dtype)
+
+
+def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
+                masks: np.ndarray | None, a: int, b: int) -> dict:
+    """The twin on rows ``a:b`` of a batch whose 3D-mask rows have ``m3d_slot`` = their own row."""
+    rows = table[a:b].copy()
+    rows["m3d_slot"] = np.where(rows["m3d_slot"] >= 0, rows["m3d_slot"] - a, -1)
+    return occ.apply(faces[a:b], rows, None if masked is None else masked[a:b], None if masks is None else masks[a:b])
 
 
 class OcclusionStep:
-    """The python_function body: stacks the batch, applies the parameter table, splits per sample."""
+    """The ``fn.python_function`` body (batch processing): stacks the batch, applies the parameter
+    rows (the first ``ROW`` bytes of each ``params`` sample), splits per sample. Outputs img, msk,
+    ori and, with ``kind=True``, kind. On the CPU, ``threads`` > 1 applies contiguous row ranges in
+    parallel (the apply step is per row, so the result is the same) and hands out their rows
+    without joining them first."""
 
-    def __init__(self, occluder: FaceOccluder, has_masks: bool) -> None:
+    def __init__(self, occluder: FaceOccluder, kind: bool = True, threads: int = 1) -> None:
         self.occluder = occluder
-        self.has_masks = has_masks
+        self.kind = kind
+        self.threads = max(1, int(threads))
+        self._pool = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}
+
+    def _parts(self, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
+               masks: np.ndarray | None) -> list[dict]:
+        n = len(table)
+        parts = min(self.threads, max(1, n // 16))
+        if parts == 1:
+            return [_rows_apply(self.occluder, faces, table, masked, masks, 0, n)]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads)
+        bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
+        jobs = [self._pool.submit(_rows_apply, self.occluder, faces, table, masked, masks, a, b)
+                for a, b in zip(bounds[:-1], bounds[1:])]
+        return [j.result() for j in jobs]
 
     def __call__(self, faces: list, params: list, masked: list | None = None, masks: list | None = None
-                 ) -> tuple[list, list, list, list]:
-        p = self.occluder.profile
-        if self.occluder.device == "gpu":
+                 ) -> tuple[list, ...]:
+        occ = self.occluder
+        p = occ.profile
+        if occ.device == "gpu":
             import cupy as cp
 
             xp = cp
-            table = cp.stack(params)
-            out = self.occluder._gpu.apply_device(
-                cp.stack(faces), table, None if masked is None else cp.stack(masked),
-                None if masks is None else cp.stack(masks)[..., 0], p.grayscale, p.normalize,
-                self.occluder.dtype)
+            out = occlude_device(occ._gpu, cp.stack(faces), cp.stack(params),
+                                 None if masked is None else cp.stack(masked),
+                                 None if masks is None else cp.stack(masks), p.grayscale, p.normalize, occ.dtype)
+            parts = [out]
         else:
             xp = np
-            table = np.stack(params).view(PARAM_DTYPE).ravel()
-            out = self.occluder.apply(np.stack(faces), table, None if masked is None else np.stack(masked),
-                                      None if masks is None else np.stack(masks)[..., 0])
-        kind = xp.ascontiguousarray(out["kind"].reshape(-1, 1))
-        n = len(faces)
-        return ([out["img"][i] for i in range(n)], [out["msk"][i] for i in range(n)],
-                [out["ori"][i] for i in range(n)], [kind[i] for i in range(n)])
+            rows = np.stack(params)
+            table = np.ascontiguousarray(rows[:, :ROW]).view(PARAM_DTYPE).ravel()
+            parts = self._parts(np.stack(faces), table, None if masked is None else np.stack(masked),
+                                None if masks is None else np.stack(masks)[..., 0])
+        names = ("img", "msk", "ori", "kind") if self.kind else ("img", "msk", "ori")
+        split = []
+        for name in names:
+            arrays = [xp.ascontiguousarray(part[name].reshape(-1, 1)) if name == "kind" else part[name]
+                      for part in parts]
+            split.append([row for array in arrays for row in array])
+        return tuple(split)
 
 
-def build_pipeline(source: RecordBatchSource, occluder: FaceOccluder, batch_size: int,
-                   device_id: int | None, size: tuple[int, int], num_threads: int = 4,
-                   prefetch: int = 2) -> Any:
-    """A built DALI pipeline whose outputs are, in order, :data:`OUTPUTS`."""
+class HandOff:
+    """The loader's CPU step (a ``fn.python_function`` body): stacks the batch, hands the twin's work
+    on it to one of ``threads`` worker threads and puts ``(keys, future of {"img", "msk", "ori"})`` on
+    :attr:`ready`; DALI itself carries only ``kind`` per sample. So the big tensors skip DALI's
+    output copy and the iterator's copy (on a CPU, copying them costs as much as the twin), the
+    step does not hold a DALI thread while the twin runs, and consecutive batches are occluded in
+    parallel, each whole (no join). DALI runs one operator's iterations in order, so :attr:`ready`
+    is in batch order; the keys let the consumer check that."""
+
+    def __init__(self, occluder: FaceOccluder, threads: int = 1) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.occluder = occluder
+        self.ready: deque = deque()
+        self._pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix="faceocc-occlusion")
+
+    def __call__(self, faces: list, meta: list, masked: list | None = None, masks: list | None = None) -> list:
+        from .source import unpack_meta
+
+        table, _, keys = unpack_meta(np.stack(meta))
+        n = len(table)
+        rows = np.flatnonzero(table["m3d_slot"] >= 0).tolist()
+        if masked is None or not rows:
+            masked = masks = None
+        else:  # only the 3D-mask rows hold full images; the table points into their stack
+            masked = np.stack([masked[i] for i in rows])
+            masks = np.stack([masks[i] for i in rows])[..., 0]
+            table["m3d_slot"][rows] = np.arange(len(rows))
+        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table, masked, masks, 0, n)
+        self.ready.append((keys, job))
+        return list(table["kind"].astype(np.int8).reshape(n, 1))
+
+    def take(self) -> tuple[np.ndarray, dict]:
+        """The oldest batch: its keys and ``{"img", "msk", "ori"}`` (waits for the twin)."""
+        keys, job = self.ready.popleft()
+        return keys, {k: v for k, v in job.result().items() if k != "kind"}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,
+                 kind: bool = True, threads: int = 1) -> tuple:
+    """The occlusion as a DALI operator inside a user's pipeline definition: ``faces`` decoded
+    [H, W, 3] uint8 samples, ``params`` rows of ``occluder.sample(...)`` as uint8 [row bytes];
+    ``masked``/``masks`` for 3D-mask rows (``m3d_slot`` = row). Returns DataNodes img, msk, ori
+    (and kind with ``kind=True``); ``threads`` CPU threads share each batch's rows."""
+    from nvidia.dali import fn
+
+    extra = () if masked is None else (masked, masks)
+    step = OcclusionStep(occluder, kind, threads)
+    return fn.python_function(faces, params, *extra, function=step, batch_processing=True,
+                              num_outputs=4 if kind else 3, device=occluder.device)
+
+
+def source_types(has_masks: bool) -> list:
+    """DALI types of :class:`RecordBatchSource`'s outputs, in order."""
+    from nvidia.dali import types
+
+    base = [types.UINT8, types.INT32, types.UINT8]
+    return base + ([types.BOOL, types.UINT8, types.INT32, types.UINT8, types.INT32] if has_masks else [])
+
+
+def payloads(images: Any, lengths: Any) -> Any:
+    """Encoded images as DALI samples: each row of ``images`` cut to its length (a DALI slice)."""
+    from nvidia.dali import fn
+
+    return fn.slice(images, start=[0], shape=lengths, axes=[0])
+
+
+def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | None, size: tuple[int, int],
+                   num_threads: int = 4, prefetch: int = 2, handoff: HandOff | None = None,
+                   decode: bool = True, uniform: bool | None = None) -> Any:
+    """A built DALI pipeline. With ``handoff`` (CPU mode) its outputs are :data:`CPU_OUTPUTS` (and
+    the tensors go to ``handoff.ready``); without, :data:`GPU_OUTPUTS`; with ``decode=False`` (no
+    handoff), :data:`RECORD_OUTPUTS`. masked/mask only with mask records that the source reads; their
+    rows without a 3D mask hold a 1 x 1 crop, or with ``uniform`` (default: on a GPU) that crop
+    padded to full size, so that every output is a dense batch."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
+    uniform = gpu if uniform is None else uniform
     has_masks = source.has_masks
-    step = OcclusionStep(occluder, has_masks)
     h, w = size
 
-    def decode(data: Any, gray: bool = False) -> Any:
-        image = fn.decoders.image(data, device="mixed" if gpu else "cpu",
+    def image(data: Any, gray: bool = False) -> Any:
+        if not decode:
+            return data
+        image = fn.decoders.image(data, device="mixed" if gpu else "cpu", adjust_orientation=True,
                                   output_type=types.GRAY if gray else types.RGB)
         return fn.resize(image, resize_x=w, resize_y=h,
                          interp_type=types.INTERP_NN if gray else types.INTERP_LINEAR, antialias=not gray)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id,
-                  prefetch_queue_depth=prefetch, py_start_method="spawn")
+                  prefetch_queue_depth=prefetch, py_start_method="spawn", enable_conditionals=has_masks)
     def pipe() -> tuple:
-        outs = fn.external_source(source=source, num_outputs=6 if has_masks else 4, batch=True,
-                                  batch_info=True, cycle=None,
-                                  dtype=[types.UINT8, types.INT64, types.INT64, types.UINT8]
-                                  + [types.UINT8] * (2 if has_masks else 0))
-        jpegs, labels, keys, params = outs[:4]
-        faces = decode(jpegs)
-        if gpu:
-            params = params.gpu()
-        extra = (decode(outs[4]), decode(outs[5], gray=True)) if has_masks else ()
-        img, msk, ori, kind = fn.python_function(faces, params, *extra, function=step, batch_processing=True,
-                                                 num_outputs=4, device="gpu" if gpu else "cpu")
-        return img, msk, ori, labels, kind, keys
+        outs = fn.external_source(source=source, num_outputs=source.num_outputs, batch=True, batch_info=True,
+                                  cycle=None, dtype=source_types(has_masks))
+        images, lengths, meta = outs[:3]
+        faces = image(payloads(images, lengths))
+        extra = ()
+        if has_masks:
+            use_m3d, masked_images, masked_lengths, mask_images, mask_lengths = outs[3:]
+            if use_m3d:
+                masked = image(payloads(masked_images, masked_lengths))
+                masks = image(payloads(mask_images, mask_lengths), gray=True)
+            else:  # never read by the apply step: a 1 x 1 crop of the face (or nothing), no decode
+                masked = faces[0:1, 0:1] if decode else masked_images[0:0]
+                masks = faces[0:1, 0:1, 0:1] if decode else masked
+            if uniform and decode:  # dense batches for DALI's iterator (the GPU path)
+                masked = fn.pad(masked, shape=[h, w, 3])
+                masks = fn.pad(masks, shape=[h, w, 1])
+            extra = (masked, masks)
+        if handoff is None:
+            return (faces, meta.gpu() if gpu else meta, *extra)
+        kind = fn.python_function(faces, meta, *extra, function=handoff, batch_processing=True, num_outputs=1)
+        return kind, meta
 
     p = pipe()
     p.build()

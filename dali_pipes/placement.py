@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import os
+from numbers import Integral
 
 
-def distributed_placement(shard_id: int | None, num_shards: int | None) -> tuple[int, int, int]:
-    """(shard_id, num_shards, local device index): explicit values, else torch.distributed when
-    initialized, else torchrun's RANK / WORLD_SIZE / LOCAL_RANK, else a single process."""
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if shard_id is not None or num_shards is not None:
-        return int(shard_id or 0), int(num_shards or 1), local
+def whole_number(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, refusing bools, fractions, strings and values below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return int(value)
+
+
+def _rank_and_world() -> tuple[int, int]:
     try:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size(), local
+            return dist.get_rank(), dist.get_world_size()
     except ImportError:
         pass
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), local
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def distributed_placement(shard_id: int | None, num_shards: int | None) -> tuple[int, int, int]:
+    """(shard_id, num_shards, local device index). Each of ``shard_id`` / ``num_shards`` that is not
+    given comes from torch.distributed when initialized, else torchrun's RANK / WORLD_SIZE, else a
+    single process; the local device from LOCAL_RANK. So ``num_shards=2`` under torchrun puts each
+    rank on its own shard. Raises ValueError for a shard count below 1 or a shard id out of range."""
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if num_shards is not None:
+        num_shards = whole_number("num_shards", num_shards, 1)
+    if shard_id is not None:
+        shard_id = whole_number("shard_id", shard_id, 0)
+    if shard_id is None or num_shards is None:
+        rank, world = _rank_and_world()
+        num_shards = world if num_shards is None else num_shards
+        shard_id = rank if shard_id is None else shard_id
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id {shard_id} out of range for {num_shards} shard(s)")
+    return shard_id, num_shards, local

@@ -1,93 +1,191 @@
 """The external source that feeds the DALI pipeline: encoded records of one batch, its labels, keys
-and occlusion parameter table, all a pure function of (seed, shard, epoch, batch).
+and occlusion parameter table, all a pure function of (seed, shard, epoch, batch) for a batch size.
 
-Masked faces and masks are read only for the rows the sampler gave a 3D mask (about 20%); the other
-rows get a 1 x 1 placeholder that costs next to nothing to decode.
+A batch is read at once (:class:`~dali_pipes.batch_read.BatchReader`: one memory map, headers parsed
+with NumPy) and goes out as dense arrays only (encoded images as rows of one array plus their
+lengths), so no per-sample Python runs for it, here or in DALI's external source. Masked faces and
+masks are read only for the rows the sampler gave a 3D mask; the other rows get length 0 and the
+pipeline never decodes them (``use_m3d`` is False there).
 """
 
 from __future__ import annotations
 
-import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from ops import FaceOccluder, Kind
+from ops import Kind
 from ops.params import PARAM_DTYPE
+from ops.sampler import Sampler
 
+from .batch_read import Batch, BatchReader
 from .mask_records import check_alignment, mask_paths  # noqa: F401 - check_alignment re-exported
 from .order import ShardOrder
-from .recordio import RecordDataset, RecordIOError, class_of
+from .recordio import RecordDataset, RecordIOError
+
+CHUNK_ROWS = 4096  # parameter rows drawn per sampler call
 
 
-def _placeholder(fmt: str, mode: str, value: int) -> np.ndarray:
-    from PIL import Image
+ROW = PARAM_DTYPE.itemsize
+META_BYTES = ROW + 16
 
-    buf = io.BytesIO()
-    Image.new(mode, (1, 1), value if mode == "L" else (value,) * 3).save(buf, fmt)
-    return np.frombuffer(buf.getvalue(), np.uint8)
+
+def pack_meta(table: np.ndarray, labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``[N, META_BYTES]`` uint8 rows: the parameter row, then label and key as little-endian int64."""
+    n = len(table)
+    meta = np.empty((n, META_BYTES), np.uint8)
+    meta[:, :ROW] = np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8).reshape(n, ROW)
+    meta[:, ROW:] = np.stack([labels, keys], axis=1).astype("<i8").view(np.uint8).reshape(n, 16)
+    return meta
+
+
+def unpack_meta(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(parameter table, labels int64, keys int64) of ``meta`` rows (NumPy)."""
+    meta = np.ascontiguousarray(meta).reshape(-1, META_BYTES)
+    table = np.ascontiguousarray(meta[:, :ROW]).view(PARAM_DTYPE).reshape(-1)
+    ints = np.ascontiguousarray(meta[:, ROW:]).view("<i8")
+    return table, ints[:, 0].astype(np.int64), ints[:, 1].astype(np.int64)
+
+
+class Records(NamedTuple):
+    """What one batch reads: served keys, parameter table, 3D-mask rows, train.rec records and the
+    mask records of the 3D-mask rows (``{"mask_out": Batch, "mask": Batch}``, in row order)."""
+
+    keys: np.ndarray
+    table: np.ndarray
+    m3d: np.ndarray
+    train: Batch
+    masks: dict[str, Batch]
 
 
 class RecordBatchSource:
     """Callable for ``fn.external_source(batch=True, batch_info=True)``; batch ``i`` of the pipeline's
     life is global batch ``start + i`` (epoch = global // batches per epoch).
 
-    The mask records' alignment with train.rec is checked once, by :func:`check_alignment` when the
-    loader is built; each batch checks the rows it reads again.
+    Outputs, all dense: images [N, longest] uint8 and their lengths [N, 1] int32 (the pipeline slices
+    each row to its length), ``meta`` [N, META_BYTES] uint8 (parameter row, label, key: see
+    :func:`pack_meta`); with mask records also ``use_m3d`` [N] bool, masked faces and their lengths,
+    masks and their lengths (length 0 where ``use_m3d`` is False). Every pipeline output costs DALI
+    time per batch, so label, key and parameters travel as one. The mask records' alignment with
+    train.rec is checked once, by :func:`check_alignment` when the loader is built; each batch checks
+    the rows it reads again.
+
+    ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d).
+
+    ``bad_train`` / ``bad_masks``: keys whose image (or, for rows with a 3D mask, whose masked face or
+    mask) cannot be decoded; such a row is served with the nearest earlier usable row of the same
+    batch (its key, label and images; the row keeps its own parameters), so a batch depends only on
+    the data, never on when a bad image was found.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, occluder: FaceOccluder,
-                 start: int = 0, read_threads: int = 4) -> None:
+    def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, sampler: Sampler, seed: int,
+                 start: int = 0, read_masks: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.order = order
-        self.occluder = occluder
+        self.sampler = sampler
+        self.seed = int(seed)
         self.start = int(start)
-        self.read_threads = read_threads
-        self.train = RecordDataset(self.data_dir)
-        paths = mask_paths(self.data_dir)
-        self.masks = None if paths is None else {k: RecordDataset(p) for k, p in paths.items()}
-        self._pool = ThreadPoolExecutor(read_threads) if read_threads > 1 else None
-        self._jpeg_stub = _placeholder("JPEG", "RGB", 0)
-        self._png_stub = _placeholder("PNG", "L", 255)
+        self.train = BatchReader(RecordDataset(self.data_dir))
+        paths = mask_paths(self.data_dir) if read_masks else None
+        self.masks = None if paths is None else {k: BatchReader(RecordDataset(p)) for k, p in paths.items()}
+        self._chunk, self._chunk_id = None, None
+        self.bad_train: set[int] = set()
+        self.bad_masks: set[int] = set()
 
     @property
     def has_masks(self) -> bool:
         return self.masks is not None
 
+    @property
+    def num_outputs(self) -> int:
+        return 8 if self.has_masks else 3
+
     def position(self, iteration: int) -> tuple[int, int]:
         """(epoch, batch) of the pipeline's ``iteration``-th batch."""
         return divmod(self.start + iteration, len(self.order))
 
-    def _read(self, dataset: RecordDataset, keys: np.ndarray) -> list:
-        if self._pool is None or len(keys) < 64:
-            return [dataset.read(int(k)) for k in keys]
-        return list(self._pool.map(lambda k: dataset.read(int(k)), keys.tolist(), chunksize=1))
+    def table(self, n: int, epoch: int, batch: int) -> np.ndarray:
+        """The parameter table of a batch (``m3d_slot`` = the row itself for 3D-mask rows): rows of
+        the table of its chunk of consecutive batches, drawn at once (one sampler call costs about
+        as much for 64 rows as for 1000), so a pure function of (seed, shard, epoch, batch) for a
+        given batch size and dataset."""
+        size = self.order.batch_size
+        per = max(1, CHUNK_ROWS // size)
+        chunk, pos = divmod(epoch * len(self.order) + batch, per)
+        if self._chunk_id != chunk:
+            rows = per * size
+            rng = np.random.default_rng([self.seed, self.order.shard_id, chunk, rows])
+            self._chunk, self._chunk_id = self.sampler.sample(rows, rng), chunk
+        table = self._chunk[pos * size:pos * size + n].copy()
+        m3d = table["kind"] == Kind.MASK3D
+        table["m3d_slot"] = np.where(m3d, np.arange(n), -1)
+        return table
+
+    def served_keys(self, keys: np.ndarray, m3d: np.ndarray) -> np.ndarray:
+        """``keys`` with every unusable row replaced by the nearest earlier usable one (cyclically)."""
+        if not self.bad_train and not self.bad_masks:
+            return keys
+        listed = keys.tolist()
+
+        def usable(i: int, needs_mask: bool) -> bool:
+            return listed[i] not in self.bad_train and not (needs_mask and listed[i] in self.bad_masks)
+
+        out = keys.copy()
+        n = len(listed)
+        for i in range(n):
+            if usable(i, bool(m3d[i])):
+                continue
+            for step in range(1, n):
+                j = (i - step) % n
+                if usable(j, bool(m3d[i])):
+                    out[i] = keys[j]
+                    break
+            else:
+                raise ImageDecodeError("no image of this batch can be decoded", self.train.dataset.rec_path,
+                                       listed[i])
+        return out
+
+    def read(self, epoch: int, batch: int) -> Records:
+        """The records of global batch (epoch, batch): train.rec for every row, the mask records for
+        the rows with a 3D mask (checked against train.rec's ids and labels)."""
+        keys = self.order.batch_keys(epoch, batch)
+        table = self.table(len(keys), epoch, batch)
+        m3d = table["m3d_slot"] >= 0
+        keys = self.served_keys(keys, m3d)
+        train = self.train.read(keys)
+        masks = {}
+        if self.masks is not None:
+            rows = np.flatnonzero(m3d)
+            for name, reader in self.masks.items():
+                got = reader.read(keys[rows])
+                wrong = (got.ids != train.ids[rows]) | (got.labels != train.labels[rows])
+                if wrong.any():
+                    i = int(np.flatnonzero(wrong)[0])
+                    row = rows[i]
+                    raise RecordIOError(f"{name}.rec does not match train.rec (id/label {got.ids[i]}/"
+                                        f"{got.labels[i]} vs {train.ids[row]}/{train.labels[row]}); "
+                                        "re-render the masks", reader.dataset.rec_path, int(keys[row]))
+                masks[name] = got
+        return Records(keys, table, m3d, train, masks)
+
+    def batch(self, epoch: int, batch: int) -> tuple:
+        """The outputs of global batch (epoch, batch), all dense arrays (see the class docstring)."""
+        r = self.read(epoch, batch)
+        out = (*r.train.dense(), pack_meta(r.table, r.train.labels, r.keys))
+        if self.masks is None:
+            return out
+        extra = [r.m3d]
+        rows = np.flatnonzero(r.m3d)
+        for name in ("mask_out", "mask"):
+            extra += r.masks[name].dense(len(r.keys), rows)
+        return (*out, *extra)
 
     def __call__(self, info) -> tuple:  # noqa: ANN001 - DALI's BatchInfo
-        epoch, batch = self.position(info.iteration)
-        keys = self.order.batch_keys(epoch, batch)
-        records = self._read(self.train, keys)
-        table = self.occluder.sample(len(keys), self.order.shard_id, epoch, batch)
-        m3d = np.flatnonzero(table["kind"] == Kind.MASK3D)
-        table["m3d_slot"] = -1
-        table["m3d_slot"][m3d] = m3d
-        jpegs = [np.frombuffer(payload, np.uint8) for _, payload in records]
-        labels = [np.array([class_of(h)], np.int64) for h, _ in records]
-        out = [jpegs, labels, [np.array([k], np.int64) for k in keys.tolist()],
-               list(np.ascontiguousarray(table).view(np.uint8).reshape(len(keys), PARAM_DTYPE.itemsize))]
-        if self.masks is not None:
-            masked = [self._jpeg_stub] * len(keys)
-            masks = [self._png_stub] * len(keys)
-            for name, target in (("mask_out", masked), ("mask", masks)):
-                for row, (header, payload) in zip(m3d.tolist(), self._read(self.masks[name], keys[m3d])):
-                    h0 = records[row][0]
-                    if header.id != h0.id or class_of(header) != class_of(h0):
-                        raise RecordIOError(f"{name}.rec does not match train.rec (id/label "
-                                            f"{header.id}/{class_of(header)} vs {h0.id}/{class_of(h0)}); "
-                                            "re-render the masks", self.masks[name].rec_path, int(keys[row]))
-                    target[row] = np.frombuffer(payload, np.uint8)
-            out += [masked, masks]
-        return tuple(out)
+        return self.batch(*self.position(info.iteration))
+
+
+class ImageDecodeError(RecordIOError):
+    """An image record whose payload the decoder refuses; names file, key and offset."""
 

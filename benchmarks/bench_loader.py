@@ -1,0 +1,266 @@
+"""The loader's own cost, side by side with what it must keep up with, in one run (issue 13).
+
+    PYTHONPATH=. python benchmarks/bench_loader.py [--device cpu] [--rounds 3] [--out FILE]
+
+On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
+threads for every pipeline:
+
+1. record path: DALI ``readers.mxnet`` alone (no decode) vs faceocc's external source alone (train.rec
+   records, labels, keys, MS1M parameter rows; and again with the 3D-mask records of the rows that
+   use them), records/s;
+2. bare DALI (readers.mxnet + decoders.image + resize + crop_mirror_normalize) vs faceocc's loader
+   with the occlusion off (kinds {none: 1}, lighting p 0, flip_p 0), img/s;
+3. faceocc's loader with the MS1M mix vs the MSML-style DataLoader (one worker per core), img/s.
+
+Each pair is measured alternately, ``--rounds`` times, on pipelines built once; a figure is the
+total images over the total time of its rounds; the decode pair also records CPU time per batch.
+Writes JSON (environment, settings, figures, ratios, targets) to
+``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures move with
+the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import RESULTS, write_result  # noqa: E402
+from faceocc.runtime import available_device, cycle_epochs, synchronize  # noqa: E402
+
+TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
+
+
+def dataset(work: Path, device: str) -> Path:
+    """``faceocc demo``'s embedded dataset under ``work`` (built once)."""
+    from faceocc.demo import prepare_embedded
+
+    data = work / "dataset"
+    if (data / "mask.rec").is_file() and (data / "train.rec").is_file():
+        return data
+    return prepare_embedded(work, device, progress=False)
+
+
+def occlusion_off() -> Any:
+    """The MS1M profile with every occlusion, lighting and flip switched off."""
+    import dataclasses
+
+    from ops import load_profile
+
+    p = load_profile("ms1m")
+    return dataclasses.replace(p, kinds={"none": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0), flip_p=0.0)
+
+
+def readers_mxnet_raw(data: Path, batch: int, threads: int) -> Callable[[], None]:
+    """One batch of DALI's readers.mxnet, nothing else (payloads and labels, CPU)."""
+    from nvidia.dali import fn, pipeline_def
+
+    from dali_pipes.image_index import image_index_path
+    from dali_pipes.recordio import RecordDataset
+
+    with RecordDataset(data) as ds:
+        rec, idx = ds.rec_path, image_index_path(ds)
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=None, seed=0)
+    def pipe():
+        return tuple(fn.readers.mxnet(path=[str(rec)], index_path=[str(idx)], random_shuffle=True))
+
+    p = pipe()
+    p.build()
+    return p.run
+
+
+def record_path(data: Path, batch: int, threads: int, masks: bool) -> Callable[[], None]:
+    """One batch of faceocc's record path alone, in DALI, no decode: train.rec's encoded images cut
+    into samples, label, key and MS1M parameter rows; with ``masks`` also the mask_out/mask records
+    of the 3D-mask rows (cut out behind a DALI conditional)."""
+    from dali_pipes.order import ShardOrder
+    from dali_pipes.pipeline import build_pipeline
+    from dali_pipes.recordio import RecordDataset
+    from dali_pipes.source import RecordBatchSource
+    from ops import FaceOccluder
+
+    with RecordDataset(data) as ds:
+        order = ShardOrder(ds.image_keys.copy(), batch, seed=0)
+    occ = FaceOccluder("ms1m", None, (112, 112), "cpu", 0)
+    source = RecordBatchSource(data, order, occ.sampler, 0, read_masks=masks)
+    return build_pipeline(source, batch, None, (112, 112), threads, decode=False).run
+
+
+def bare_dali(data: Path, batch: int, device: str, threads: int) -> Iterator:
+    """readers.mxnet -> decoders.image -> resize -> crop_mirror_normalize through DALIGenericIterator."""
+    from benchmarks.harness import bare_dali as harness_bare_dali
+
+    return harness_bare_dali(data, batch, device, threads, (112, 112), 0)
+
+
+def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: Any,
+                   without_twin: bool = False) -> Iterator:
+    """faceocc's loader; ``without_twin`` (CPU, a diagnostic): the occlusion step returns ready-made
+    tensors instead of running the NumPy twin, leaving the loader's own cost."""
+    from faceocc import FaceOcclusionLoader
+
+    loader = FaceOcclusionLoader(data, batch, device=device, profile=profile, seed=0, num_threads=threads)
+    batches = cycle_epochs(lambda: iter(loader))
+    if without_twin:
+        next(batches)
+        loader._handoff.occluder = _ReadyMade(loader.occluder, batch)
+    return batches
+
+
+class _ReadyMade:
+    """Stands in for the occluder in the CPU step: returns tensors made once, of the real shapes."""
+
+    def __init__(self, occluder: Any, n: int) -> None:
+        import numpy as np
+
+        faces = np.zeros((n, *occluder.size, 3), np.uint8)
+        table = occluder.sample(n)
+        table["m3d_slot"] = -1
+        self.out = occluder.apply(faces, table)
+
+    def apply(self, faces: Any, table: Any, *_: Any) -> dict:
+        return {k: v[:len(table)] for k, v in self.out.items()}
+
+
+def msml_dataloader(data: Path, batch: int, workers: int) -> Iterator:
+    from benchmarks.msml_baseline import msml_loader
+
+    loader = msml_loader(data, batch, workers, "ms1m", None, 0)
+    return cycle_epochs(lambda: iter(loader))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its live child processes (Linux /proc; else this process only)."""
+    total = time.process_time()
+    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:  # ppid; utime and stime follow at 11 and 12
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
+              device: str, cpu: dict | None = None) -> dict[str, float]:
+    """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
+    ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
+    threads; DataLoader workers are children) into it."""
+    for step in contenders.values():
+        for _ in range(warmup):
+            step()
+    spent = dict.fromkeys(contenders, 0.0)
+    used = dict.fromkeys(contenders, 0.0)
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            synchronize(device)
+            start, cpu_start = time.perf_counter(), cpu_seconds()
+            for _ in range(batches):
+                step()
+            synchronize(device)
+            spent[name] += time.perf_counter() - start
+            used[name] += cpu_seconds() - cpu_start
+    if cpu is not None:
+        cpu.update({name: 1e3 * u / (rounds * batches) for name, u in used.items()})
+    return {name: rounds * batches * batch / t for name, t in spent.items()}
+
+
+def run(args: argparse.Namespace) -> tuple[Path, dict]:
+    """Measure the three pairs; returns the JSON path and the result."""
+    device = available_device() if args.device == "auto" else args.device
+    cores = os.cpu_count() or 1
+    threads = args.threads or min(cores, 16)
+    work = Path(args.work or Path.home() / ".cache" / "faceocc" / "bench-loader")
+    data = dataset(work, device)
+    b = args.batch_size
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    figures: dict[str, float] = {}
+    cpu_ms: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        say("record path: readers.mxnet vs faceocc's source ...")
+        figures.update(alternate({"readers_mxnet_raw": readers_mxnet_raw(data, b, threads),
+                                  "faceocc_record_path": record_path(data, b, threads, False),
+                                  "faceocc_record_path_with_masks": record_path(data, b, threads, True)},
+                                 args.batches * 4, args.rounds, args.warmup, b, "cpu"))
+        say("bare DALI vs faceocc with the occlusion off ...")
+        pair = {"bare_dali": partial(next, bare_dali(data, b, device, threads)),
+                "faceocc_occlusion_off": partial(next, faceocc_loader(data, b, device, threads, occlusion_off()))}
+        if device == "cpu":
+            pair["faceocc_occlusion_off_without_twin"] = partial(
+                next, faceocc_loader(data, b, device, threads, occlusion_off(), without_twin=True))
+        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms))
+        del pair
+        say("faceocc MS1M mix vs the MSML-style DataLoader ...")
+        pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
+                "msml_dataloader": partial(next, msml_dataloader(data, b, cores))}
+        figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device, cpu_ms))
+        del pair
+    ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
+              "occlusion_off_vs_bare_dali": figures["faceocc_occlusion_off"] / figures["bare_dali"],
+              "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"],
+              "record_path_with_masks_vs_readers_mxnet":
+                  figures["faceocc_record_path_with_masks"] / figures["readers_mxnet_raw"],
+              "occlusion_off_vs_bare_dali_cpu_time": cpu_ms["bare_dali"] / cpu_ms["faceocc_occlusion_off"],
+              "ms1m_vs_msml_dataloader_cpu_time": cpu_ms["msml_dataloader"] / cpu_ms["faceocc_ms1m"]}
+    if "faceocc_occlusion_off_without_twin" in figures:
+        ratios["occlusion_off_without_twin_vs_bare_dali"] = (figures["faceocc_occlusion_off_without_twin"]
+                                                             / figures["bare_dali"])
+    targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()}
+    settings = {"device": device, "dataset": "faceocc demo (512 jittered faces, masks rendered)",
+                "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
+                "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
+                                      "ms1m": max(2, args.batches // 2)},
+                "warmup": args.warmup, "units": "records/s for the record path, img/s otherwise",
+                "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
+    result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
+              "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
+                                       "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
+                                       "rows (readers.mxnet has no counterpart)",
+                        "cpu_ms_per_batch": "CPU time of this process and its child processes (all threads; "
+                                            "the DataLoader's workers included) per batch; less sensitive than "
+                                            "img/s to other load on the machine; *_cpu_time ratios are images "
+                                            "per CPU-second, faceocc over the other",
+                        "msml_dataloader": f"{cores} worker processes, one per core",
+                        "without_twin": "diagnostic, CPU: the occlusion step hands out ready-made tensors "
+                                        "instead of running the NumPy twin; what is left is the loader's own "
+                                        "cost (records, decode, hand-off), the part a GPU run keeps on the CPU"}}
+    return write_result(f"loader-{device}", settings, result, args.out), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batches", type=int, default=12, help="timed batches per contender and round")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None, help="DALI threads (default: cores, at most 16)")
+    ap.add_argument("--work", default=None, help="dataset folder (default ~/.cache/faceocc/bench-loader)")
+    ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS}/loader-<device>.json)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    path, result = run(args)
+    for name, value in result["per_s"].items():
+        print(f"{name:40s} {value:12,.0f} /s")
+    for name, value in result["ratios"].items():
+        target = f"  (target {TARGETS[name]})" if name in TARGETS else ""
+        print(f"{name:40s} {value:8.2f}{target}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
