@@ -15,12 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .record_frames import MAGIC, MAX_PART, class_of
+from .record_frames import MAGIC, MAX_CLASSES, MAX_PART, class_of
 from .recordio import RecordDataset
 
 _HEAD = np.dtype([("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"), ("id", "<u8"),
                   ("id2", "<u8")])  # frame (8 bytes) + IRHeader (24 bytes)
-_INT64_SAFE = 2.0 ** 62
 
 
 class Batch(NamedTuple):
@@ -114,16 +113,24 @@ class BatchReader:
             at = np.where(vector & fits & (start <= buf.size), offsets + 32, 0)
             label[vector] = buf[at[vector, None] + np.arange(4)].view("<f4").reshape(-1)
         ok = (fits & (head["magic"] == MAGIC) & (head["lrec"] >> 29 == 0) & (length >= 24)
-              & (start <= end) & (end <= buf.size) & np.isfinite(label) & (np.abs(label) < _INT64_SAFE))
-        labels = np.trunc(np.where(ok, label, 0)).astype(np.int64)
+              & (start <= end) & (end <= buf.size) & self._is_class(label))
+        labels = np.where(ok, label, 0).astype(np.int64)
         ids = head["id"].copy()
         odd = {}
         for i in np.flatnonzero(~ok).tolist():  # the per-record path handles or names the odd ones
             header, payload = self.dataset.read(int(keys[i]))
             odd[i] = np.frombuffer(payload, np.uint8)
-            labels[i] = class_of(header)
+            labels[i] = class_of(header, self.dataset.rec_path, int(keys[i]), int(offsets[i]),
+                                 self.dataset.num_classes)
             ids[i] = header.id
         return Batch(buf, np.where(ok, start, 0), np.where(ok, end - start, 0), labels, ids, odd)
+
+    def _is_class(self, label: np.ndarray) -> np.ndarray:
+        """Labels that :func:`class_of` accepts (whole numbers in ``0 .. classes - 1``); the others take
+        the per-record path, which names them."""
+        bound = self.dataset.num_classes or MAX_CLASSES
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(label) & (label >= 0) & (label < bound) & (label == np.floor(label))
 
     def close(self) -> None:
         self._buf = np.zeros(0, np.uint8)

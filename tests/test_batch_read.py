@@ -28,7 +28,7 @@ def _odd_dataset(folder: Path) -> Path:
                 payload = b"abcd" + struct.pack("<I", MAGIC) + payload
             if key == 5:
                 payload = b""
-            label = np.array([key % 4, 7.5, -1], np.float32) if key % 3 == 0 else float(key % 4) + 0.75
+            label = np.array([key % 4, 7.5, -1], np.float32) if key % 3 == 0 else float(key % 4)
             w.write(key, IRHeader(0, label, 1000 + key, 0), payload)
     return rec
 
