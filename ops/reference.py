@@ -78,7 +78,7 @@ def shape_coverage(t: np.ndarray, h: int, w: int) -> np.ndarray:
     Y, X = np.arange(h, dtype=np.int64).reshape(1, h, 1), np.arange(w, dtype=np.int64).reshape(1, 1, w)
     rows = np.flatnonzero(t["kind"] == Kind.RECTANGLE)
     box = t["box"][rows].reshape(-1, 4, 1, 1)
-    covered[rows] = (X >= box[:, 0]) & (X < box[:, 2]) & (Y >= box[:, 1]) & (Y < box[:, 3])
+    covered[rows] = (box[:, 0] <= X) & (box[:, 2] > X) & (box[:, 1] <= Y) & (box[:, 3] > Y)
     rows = np.flatnonzero(t["kind"] == Kind.ELLIPSE)
     e = t["ellipse"][rows]
     A, B = 2 * _col(e[:, 2]) + 1, 2 * _col(e[:, 3]) + 1
@@ -100,10 +100,10 @@ def line_pixels(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, 
     ady = np.abs(dy)
     i = X - x1                                          # x-major: step along x
     minor = (2 * ady * i + dx - 1) // np.maximum(2 * dx, 1)
-    on_x = (i >= 0) & (i <= dx) & (Y == y1 + sy * np.where(dx > 0, minor, 0))
+    on_x = (i >= 0) & (i <= dx) & (y1 + sy * np.where(dx > 0, minor, 0) == Y)
     j = (Y - y1) * sy                                   # y-major: step along y
     minor = (2 * dx * j + ady - 1) // np.maximum(2 * ady, 1)
-    on_y = (j >= 0) & (j <= ady) & (X == x1 + minor)
+    on_y = (j >= 0) & (j <= ady) & (x1 + minor == X)
     return np.where(dx >= ady, on_x, on_y)
 
 
@@ -133,7 +133,7 @@ def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         xb, yb = np.where(down, x2, x1), np.where(down, y2, y1)
         step = ((xb - xt) << FIX) // np.maximum(yb - yt, 1)
         crossing = (xt << FIX) + HALF + (Y - yt) * step
-        odd ^= active & (yt <= Y) & (Y < yb) & (crossing <= P)
+        odd ^= active & (yt <= Y) & (yb > Y) & (crossing <= P)
     return lines | odd
 
 
@@ -203,27 +203,14 @@ def _resample(atlas: np.ndarray, entry: np.ndarray, src: tuple, box: tuple, xs: 
 def sample_atlas(t: np.ndarray, atlas: np.ndarray, xs: np.ndarray, ys: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied RGB [N, Y, X, 3] and alpha [N, Y, X] (int64) of each row's web occluder, its atlas
-    rectangle ``src`` resized to its ``box`` as Pillow's bicubic ``resize`` does (two separable passes,
-    each rounded to 8 bits; the vertical one first when the width grows and the height shrinks), at
-    the pixels ``ys`` [N, Y] x ``xs`` [N, X]; 0 outside the box."""
-    n = t.size
+    rectangle ``src`` resized to its ``box`` as Pillow's bicubic ``resize`` does up to Pillow 12 (MSML
+    pins 8.4: horizontal pass, then vertical, each rounded to 8 bits), at the pixels ``ys`` [N, Y] x
+    ``xs`` [N, X]; 0 outside the box."""
     box = t["box"].astype(np.int64)
     x0, y0, x1, y1 = (box[:, k:k + 1] for k in range(4))
     sx, sy, sw, sh = (t["src"][:, k:k + 1].astype(np.int64) for k in range(4))
     bw, bh = np.maximum(x1 - x0, 1), np.maximum(y1 - y0, 1)
-    entry = t["atlas"].reshape(n, 1, 1)
-    value = np.zeros((n, ys.shape[1], xs.shape[1], 4), np.int64)
-    vertical_first = ((bw > sw) & (bh < sh))[:, 0]
-    for rows, transpose in ((np.flatnonzero(~vertical_first), False), (np.flatnonzero(vertical_first), True)):
-        if not rows.size:
-            continue
-        if transpose:
-            part = _resample(atlas.transpose(0, 2, 1, 3), entry[rows], (sy[rows], sx[rows], sh[rows], sw[rows]),
-                             (y0[rows], x0[rows], bh[rows], bw[rows]), ys[rows], xs[rows])
-            value[rows] = part.transpose(0, 2, 1, 3)
-        else:
-            value[rows] = _resample(atlas, entry[rows], (sx[rows], sy[rows], sw[rows], sh[rows]),
-                                    (x0[rows], y0[rows], bw[rows], bh[rows]), xs[rows], ys[rows])
+    value = _resample(atlas, t["atlas"].reshape(-1, 1, 1), (sx, sy, sw, sh), (x0, y0, bw, bh), xs, ys)
     inside = ((xs >= x0) & (xs < x1))[:, None, :] & ((ys >= y0) & (ys < y1))[:, :, None]
     value *= inside[..., None]
     return value[..., :3], value[..., 3]
