@@ -145,3 +145,11 @@ def test_faceocc_matches_msml_statistics(kind):
     scores = ms.score(ms.faceocc_sampler(reference=ref), SAMPLES, seed=7, kinds=(kind,), reference=ref)
     worst = {name: round(d, 4) for name, d in scores[kind].items() if d > ms.LIMIT}
     assert not worst, f"{kind}: KS above {ms.LIMIT}: {worst}"
+
+
+@needs_reference
+def test_the_msml_style_baseline_matches_msml_statistics():
+    ref = ms.load_reference()
+    scores = ms.score(ms.baseline_sampler(reference=ref), SAMPLES, seed=7, reference=ref)
+    worst = {(kind, name): round(d, 4) for kind, s in scores.items() for name, d in s.items() if d > ms.LIMIT}
+    assert not worst, f"KS above {ms.LIMIT}: {worst}"
