@@ -58,9 +58,9 @@ class FaceOccluder:
 
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None,
               ori_table: np.ndarray | None = None) -> dict:
-        """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table; with
-        ``ori_table`` (see :meth:`sample_ori`), ``ori`` is that table applied to the clean faces with
-        the img's flip and no lighting."""
+        """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table. With the
+        profile's ``ori: occluded`` (or an explicit ``ori_table``), ``ori`` is :meth:`sample_ori`'s
+        table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``."""
         if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
             raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
                              f"batch); got {tuple(faces.shape)}")
@@ -70,12 +70,30 @@ class FaceOccluder:
         if needed and (masked_faces is None or masks is None or len(masked_faces) < needed):
             raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
         out = self._apply(faces, table, masked_faces, masks)
+        if ori_table is None and self.profile.ori == "occluded":
+            ori_table = self.sample_ori(table)
         if ori_table is not None:
             if len(ori_table) != len(table):
                 raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
             ori_table = ori_table.copy()
             ori_table["flip"] = table["flip"]
             out["ori"] = self._apply(faces, ori_table, None, None)["img"]
+        return out
+
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
+        """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
+        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls."""
+        p = self.profile
+        out = self._gpu.apply_device(faces, params, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
+                                     **self.options())
+        if p.ori == "occluded":
+            from .params import PARAM_DTYPE
+
+            table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
+            ori_table = self.sample_ori(table)
+            ori_table["flip"] = table["flip"]
+            out["ori"] = self._gpu.apply(faces, ori_table, None, None, p.grayscale, p.normalize, self.dtype,
+                                         **self.options())["img"]
         return out
 
     def options(self) -> dict:
@@ -92,17 +110,13 @@ class FaceOccluder:
         return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, p.grayscale,
                           p.normalize, self.dtype, self._pool, self.threads, **self.options())
 
-    def sample_ori(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray | None:
-        """With ``ori: occluded``, the table of MSML's second occlusion draw for ``ori`` (an independent
-        stream of the same batch); None with ``ori: clean``."""
-        if self.profile.ori != "occluded":
-            return None
-        rng = np.random.default_rng([self.seed, int(shard), int(epoch), int(batch), 1])
-        return self.sampler.sample_ori(n, rng)
+    def sample_ori(self, table: np.ndarray) -> np.ndarray:
+        """The table of MSML's ``ori``, a second occlusion draw independent of the img's, as a pure
+        function of ``table`` (its generator is seeded by the rows' noise seeds)."""
+        rng = np.random.default_rng([1, *table["noise_seed"].tolist()])
+        return self.sampler.sample_ori(len(table), rng)
 
     def __call__(self, faces: Any, masked_faces: Any = None, masks: Any = None, shard: int = 0,
                  epoch: int = 0, batch: int = 0) -> dict:
         """Sample and apply in one call."""
-        n = len(faces)
-        return self.apply(faces, self.sample(n, shard, epoch, batch), masked_faces, masks,
-                          self.sample_ori(n, shard, epoch, batch))
+        return self.apply(faces, self.sample(len(faces), shard, epoch, batch), masked_faces, masks)

@@ -170,14 +170,16 @@ def test_ori_occluded_is_a_second_independent_draw():
     occ = FaceOccluder(profile=p, seed=3)
     faces = _faces(64, seed=6)
     masked, masks = _masks(64)
-    out = occ(faces, masked, masks)
-    ori_table = occ.sample_ori(64)
     table = occ.sample(64)
+    out = occ.apply(faces, table, masked, masks)
+    ori_table = occ.sample_ori(table)
+    assert np.array_equal(ori_table, occ.sample_ori(table))                 # a pure function of the table
     assert (ori_table["kind"] != Kind.MASK3D).all() and not ori_table["light"].any()
     assert (ori_table["kind"] != table["kind"]).any()
-    clean = FaceOccluder(seed=3)(faces, masked, masks)["ori"]
-    differs = np.abs(out["ori"] - clean).reshape(64, -1).max(axis=1) > 1e-6
+    clean = FaceOccluder(seed=3).apply(faces, table, masked, masks)
+    differs = np.abs(out["ori"] - clean["ori"]).reshape(64, -1).max(axis=1) > 1e-6
     assert np.array_equal(differs, ori_table["kind"] != Kind.NONE)
+    assert np.array_equal(out["img"], clean["img"]) and np.array_equal(out["msk"], clean["msk"])
 
 
 def test_bad_batches_are_refused():
