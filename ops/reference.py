@@ -168,7 +168,7 @@ def resample_coefficients(in_size: np.ndarray, out_size: np.ndarray, pos: np.nda
     fixed = []
     for w in weights:
         w = w / total * float(1 << RESAMPLE_BITS)
-        fixed.append(np.trunc(np.where(w < 0, w - 0.5, w + 0.5)).astype(np.int64))
+        fixed.append(np.trunc(np.where(w < 0, w - 0.5, w + 0.5)).astype(np.int32))
     return xmin.astype(np.int64), np.stack(fixed, axis=-1)
 
 
@@ -186,17 +186,20 @@ def _resample(atlas: np.ndarray, entry: np.ndarray, src: tuple, box: tuple, xs: 
     n, cell = entry.shape[0], atlas.shape[1]
     xmin, kx = resample_coefficients(sw, bw, np.clip(xs - x0, 0, bw - 1))
     ymin, ky = resample_coefficients(sh, bh, np.clip(ys - y0, 0, bh - 1))
+    pixels = atlas.reshape(-1, 4)
     rows = np.clip(sy[:, :, None] + np.arange(int(sh.max()))[None, :, None], 0, cell - 1)   # [N, R, 1]
-    first = np.full((n, rows.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int64)
+    base = (entry.reshape(n, 1, 1) * cell + rows) * cell                                      # [N, R, 1]
+    first = np.full((n, rows.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int32)
     for i in range(kx.shape[-1]):
         cols = np.clip(sx + xmin + i, 0, cell - 1)[:, None, :]                                # [N, 1, X]
-        first += atlas[entry, rows, cols] * kx[:, None, :, i, None]
-    first = clip8(first)
-    value = np.full((n, ys.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int64)
-    at, across = np.arange(n).reshape(n, 1, 1), np.arange(xs.shape[1])[None, None, :]
+        first += pixels[base + cols] * kx[:, None, :, i, None]
+    first = clip8(first).reshape(-1, 4)
+    value = np.full((n, ys.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int32)
+    across = np.arange(xs.shape[1])[None, None, :]
     for j in range(ky.shape[-1]):
         r = np.clip(ymin + j, 0, rows.shape[1] - 1)[:, :, None]                                # [N, Y, 1]
-        value += first[at, r, across] * ky[:, :, None, j, None]
+        at = (np.arange(n).reshape(n, 1, 1) * rows.shape[1] + r) * xs.shape[1] + across
+        value += first[at] * ky[:, :, None, j, None]
     return clip8(value)
 
 
