@@ -62,7 +62,7 @@ def test_baseline_labels_and_dataloader_batches(faces):
     assert labels == sorted([i // 6 for i in range(24)])
     img, ori = batches[0][0], batches[0][2]
     assert img.shape == ori.shape == (8, 3, 112, 112) and float(ori.min()) >= -1 and float(ori.max()) <= 1
-    assert float(img.min()) >= -3 and float(img.max()) <= 3      # MSML leaves mask offsets unclipped
+    assert torch.isfinite(img).all()      # MSML leaves the mask offsets unclipped (noise: a normal per pixel)
 
 
 def test_bar_chart_switches_to_log_scale_for_wide_ranges(tmp_path):
