@@ -50,51 +50,100 @@ __device__ float hashed_normal(unsigned int seed, unsigned int pixel, int channe
   return (total - 2.0f) * 1.7320508075688772f;
 }
 
-__device__ __forceinline__ long long floor_div(long long a, long long b) {
-  long long q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
+// C's integer division of OpenCV: truncated toward zero
+__device__ __forceinline__ long long moved(long long a, long long p, long long dq, long long dp) {
+  return (long long)((double)(a - p) * (double)dq / (double)(dp != 0 ? dp : 1));
+}
+
+__device__ __forceinline__ int outcode(long long x, long long y, int right, int bottom, bool with_y) {
+  int c = (x < 0) * 1 + (x > right) * 2;
+  return with_y ? c + (y < 0) * 4 + (y > bottom) * 8 : c;
+}
+
+// OpenCV's clipLine, step for step; the points move even when the segment stays invisible
+__device__ bool clip_line(long long& x1, long long& y1, long long& x2, long long& y2, int w, int h) {
+  const int right = w - 1, bottom = h - 1;
+  int c1 = outcode(x1, y1, right, bottom, true), c2 = outcode(x2, y2, right, bottom, true);
+  if ((c1 & c2) == 0 && (c1 | c2) != 0) {
+    if (c1 & 12) {
+      const long long a = c1 < 8 ? 0 : bottom;
+      x1 += moved(a, y1, x2 - x1, y2 - y1);
+      y1 = a;
+      c1 = outcode(x1, y1, right, bottom, false);
+    }
+    if (c2 & 12) {
+      const long long a = c2 < 8 ? 0 : bottom;
+      x2 += moved(a, y2, x2 - x1, y2 - y1);
+      y2 = a;
+      c2 = outcode(x2, y2, right, bottom, false);
+    }
+    if ((c1 & c2) == 0 && (c1 | c2) != 0) {
+      if (c1) {
+        const long long a = c1 == 1 ? 0 : right;
+        y1 += moved(a, x1, y2 - y1, x2 - x1);
+        x1 = a;
+        c1 = 0;
+      }
+      if (c2) {
+        const long long a = c2 == 1 ? 0 : right;
+        y2 += moved(a, x2, y2 - y1, x2 - x1);
+        x2 = a;
+        c2 = 0;
+      }
+    }
+  }
+  return (c1 | c2) == 0;
 }
 
 // OpenCV's 8-connected line from (x1, y1) to (x2, y2), drawn left to right: is (X, Y) on it?
-__device__ bool on_line(int x1, int y1, int x2, int y2, int X, int Y) {
+__device__ bool on_line(long long x1, long long y1, long long x2, long long y2, long long X, long long Y) {
   if (x2 < x1) {
-    int tx = x1, ty = y1;
+    long long tx = x1, ty = y1;
     x1 = x2; y1 = y2; x2 = tx; y2 = ty;
   }
-  const int dx = x2 - x1, dy = y2 - y1;
-  const int sy = dy < 0 ? -1 : 1, ady = dy < 0 ? -dy : dy;
+  const long long dx = x2 - x1, dy = y2 - y1;
+  const long long sy = dy < 0 ? -1 : 1, ady = dy < 0 ? -dy : dy;
   if (dx >= ady) {
-    const int k = X - x1;
+    const long long k = X - x1;
     if (k < 0 || k > dx) return false;
-    const int minor = dx > 0 ? (2 * ady * k + dx - 1) / (2 * dx) : 0;
+    const long long minor = dx > 0 ? (2 * ady * k + dx - 1) / (2 * dx) : 0;
     return Y == y1 + sy * minor;
   }
-  const int k = (Y - y1) * sy;
+  const long long k = (Y - y1) * sy;
   if (k < 0 || k > ady) return false;
   return X == x1 + (2 * dx * k + ady - 1) / (2 * ady);
 }
 
-// cv2.fillPoly (LINE_8, shift 0): edge lines plus even-odd scanline spans, as polygon_coverage
-__device__ bool polygon_covers(const Params& p, int X, int Y) {
-  bool odd = false, line = false;
+// cv2.fillPoly (LINE_8, shift 0) as polygon_coverage: clipped edge lines plus even-odd scanline spans
+__device__ bool polygon_covers(const Params& p, int X, int Y, int w, int h) {
+  bool odd = false, covered = false;
   const int n = p.n_vertices;
   const long long P = (long long)X * FIX_ONE;
   for (int i = 0; i < n; ++i) {
     const int j = (i + 1 < n) ? i + 1 : 0;
-    const int x1 = p.vx[i], y1 = p.vy[i], x2 = p.vx[j], y2 = p.vy[j];
-    line = line || on_line(x1, y1, x2, y2, X, Y);
-    const bool down = y1 < y2;
-    const long long xt = down ? x1 : x2, yt = down ? y1 : y2, xb = down ? x2 : x1, yb = down ? y2 : y1;
-    const long long den = yb - yt > 1 ? yb - yt : 1;
-    const long long step = floor_div((xb - xt) * FIX_ONE, den);
-    const long long crossing = xt * FIX_ONE + FIX_ONE / 2 + ((long long)Y - yt) * step;
-    if (yt <= Y && Y < yb && crossing <= P) odd = !odd;
+    const long long x0 = p.vx[i], y0 = p.vy[i], x1 = p.vx[j], y1 = p.vy[j];
+    long long cx0 = x0, cy0 = y0, cx1 = x1, cy1 = y1;
+    const bool visible = clip_line(cx0, cy0, cx1, cy1, w, h);
+    covered = covered || (visible && on_line(cx0, cy0, cx1, cy1, X, Y));
+    if (y0 == y1) continue;
+    const bool outside = x0 < 0 || x0 >= w || x1 < 0 || x1 >= w || y0 < 0 || y0 >= h || y1 < 0 || y1 >= h;
+    const bool clip_y = outside && cy0 != cy1;
+    const long long py0 = clip_y ? cy0 : y0, py1 = clip_y ? cy1 : y1;
+    const long long px0 = (outside ? cx0 : x0) * FIX_ONE, px1 = (outside ? cx1 : x1) * FIX_ONE;
+    const long long step = (px1 - px0) / (py1 != py0 ? py1 - py0 : 1);
+    const bool down = y0 < y1;
+    const long long yt = down ? y0 : y1, yb = down ? y1 : y0;
+    const long long xt = down ? px0 + (y0 - py0) * step : px1 + (y1 - py1) * step;
+    if (yt <= Y && Y < yb) {
+      const long long crossing = xt + ((long long)Y - yt) * step;
+      if (crossing <= P) odd = !odd;
+      if (crossing == P) covered = true;
+    }
   }
-  return line || odd;
+  return covered || odd;
 }
 
-__device__ bool shape_covers(const Params& p, int x, int y) {
+__device__ bool shape_covers(const Params& p, int x, int y, int w, int h) {
   if (p.kind == KIND_RECTANGLE)
     return x >= p.box[0] && x < p.box[2] && y >= p.box[1] && y < p.box[3];
   if (p.kind == KIND_ELLIPSE) {
@@ -102,7 +151,7 @@ __device__ bool shape_covers(const Params& p, int x, int y) {
     const long long dx = 2LL * (x - p.ellipse[0]), dy = 2LL * (y - p.ellipse[1]);
     return dx * dx * B * B + dy * dy * A * A <= A * A * B * B;
   }
-  if (p.kind == KIND_POLYGON) return polygon_covers(p, x, y);
+  if (p.kind == KIND_POLYGON) return polygon_covers(p, x, y, w, h);
   return false;
 }
 
@@ -223,7 +272,7 @@ extern "C" __global__ void occlude_pass1(const unsigned char* __restrict__ faces
     } else {
       for (int c = 0; c < 3; ++c) canvas[c] = faces[src * 3 + c];
     }
-    if (shape_covers(p, x, y)) {
+    if (shape_covers(p, x, y, w, h)) {
       for (int c = 0; c < 3; ++c) canvas[c] = p.colour[c];
       occluded = true;
     } else if (p.kind == KIND_GLASSES || p.kind == KIND_SCARF || p.kind == KIND_OBJECT) {

@@ -6,9 +6,9 @@ augmentation -> normalize):
 1. canvas = the face; for kind mask3d, the pre-rendered masked face, occluded where mask <= 128.
 2. shapes, in the unflipped frame, with OpenCV's coverage as MSML draws them: rectangle = its box;
    ellipse (integer centre and semi-axes a, b) = pixels within the ellipse of semi-axes a + 1/2,
-   b + 1/2 (boundary pixels included, as ``cv2.ellipse``); polygon = ``cv2.fillPoly`` (8-connected
-   edge lines plus even-odd scanline spans with ends rounded), exact integer arithmetic. Covered
-   pixels take the fill colour and are occluded.
+   b + 1/2 (boundary pixels included, as ``cv2.ellipse``); polygon = exactly ``cv2.fillPoly``
+   (clipped 8-connected edge lines plus even-odd scanline spans), integer arithmetic. Covered pixels
+   take the fill colour and are occluded.
 3. web occluders (glasses, scarf, object): the atlas rectangle ``src`` (premultiplied RGBa) resized to
    ``box`` exactly as Pillow's bicubic ``Image.resize`` (MSML's per-sample resize); the occluder's
    straight RGB replaces pixels whose alpha exceeds ``replace_alpha``; pixels whose alpha exceeds
@@ -38,8 +38,7 @@ LUMA = np.array([19595, 38470, 7471], np.int32)     # Pillow's RGB -> L, 16-bit 
 OFFSET_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)   # MSML's grey mask offset
 SQRT3 = np.float32(1.7320508075688772)
 RESAMPLE_BITS = 22  # Pillow's PRECISION_BITS for 8-bit resampling
-FIX = 16            # OpenCV's XY_SHIFT: polygon edge crossings in 16.16 fixed point
-HALF = 1 << (FIX - 1)
+ONE = 1 << 16       # OpenCV's XY_ONE: polygon edge crossings in 16.16 fixed point
 
 
 def mix32(x: np.ndarray) -> np.ndarray:
@@ -107,34 +106,83 @@ def line_pixels(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, 
     return np.where(dx >= ady, on_x, on_y)
 
 
+def clip_line(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, w: int, h: int
+              ) -> tuple[np.ndarray, ...]:
+    """OpenCV's ``clipLine`` of integer segments to the image, step for step (each later step uses the
+    earlier steps' results): (visible, x1, y1, x2, y2), the points moved even when not visible."""
+    right, bottom = w - 1, h - 1
+
+    def code(x: np.ndarray, y: np.ndarray, with_y: bool = True) -> np.ndarray:
+        c = (x < 0) * 1 + (x > right) * 2
+        return c + (y < 0) * 4 + (y > bottom) * 8 if with_y else c
+
+    def moved(a: np.ndarray, p: np.ndarray, dq: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        return np.trunc((a - p).astype(np.float64) * dq / np.where(dp != 0, dp, 1)).astype(np.int64)
+
+    c1, c2 = code(x1, y1), code(x2, y2)
+    work = ((c1 & c2) == 0) & ((c1 | c2) != 0)
+    step = work & ((c1 & 12) != 0)
+    a = np.where(c1 < 8, 0, bottom)
+    x1 = np.where(step, x1 + moved(a, y1, x2 - x1, y2 - y1), x1)
+    y1 = np.where(step, a, y1)
+    c1 = np.where(step, code(x1, y1, False), c1)
+    step = work & ((c2 & 12) != 0)
+    a = np.where(c2 < 8, 0, bottom)
+    x2 = np.where(step, x2 + moved(a, y2, x2 - x1, y2 - y1), x2)
+    y2 = np.where(step, a, y2)
+    c2 = np.where(step, code(x2, y2, False), c2)
+    work &= ((c1 & c2) == 0) & ((c1 | c2) != 0)
+    step = work & (c1 != 0)
+    a = np.where(c1 == 1, 0, right)
+    y1 = np.where(step, y1 + moved(a, x1, y2 - y1, x2 - x1), y1)
+    x1 = np.where(step, a, x1)
+    c1 = np.where(step, 0, c1)
+    step = work & (c2 != 0)
+    a = np.where(c2 == 1, 0, right)
+    y2 = np.where(step, y2 + moved(a, x2, y2 - y1, x2 - x1), y2)
+    x2 = np.where(step, a, x2)
+    c2 = np.where(step, 0, c2)
+    return (c1 | c2) == 0, x1, y1, x2, y2
+
+
 def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """``cv2.fillPoly`` (LINE_8, shift 0) of each row's polygon at pixels (X, Y): every edge drawn as
-    an 8-connected line, plus the even-odd spans of every scanline between the edges' 16.16
-    fixed-point crossings (edge x from its upper vertex + 1/2, slope floor-divided). Per pixel: a
-    span covers x when an odd number of crossings lie at or left of x. Exact for polygons inside the
-    image; OpenCV first clips edges that leave it, which may move a few pixels of those edges."""
+    """``cv2.fillPoly`` (LINE_8, shift 0) of each row's polygon at pixels (X, Y), as OpenCV draws it:
+    every edge clipped to the image and drawn as an 8-connected line; then on every scanline the
+    even-odd spans between the edges' 16.16 fixed-point crossings (an edge leaving the image takes its
+    slope and x from the clipped segment), from ceil(left) to floor(right). Per pixel: a span covers
+    x when an odd number of crossings lie at or left of x, or one lies exactly on it."""
     n = t.size
-    shape = (n, Y.shape[1], X.shape[2])
+    h, w = Y.shape[1], X.shape[2]
+    shape = (n, h, w)
     odd = np.zeros(shape, bool)
-    lines = np.zeros(shape, bool)
+    covered = np.zeros(shape, bool)
     count = t["n_vertices"].astype(np.int64)
     rows = np.arange(n)
-    P = X << FIX
+    P = X * ONE
     for i in range(t["vx"].shape[1]):
-        active = (i < count).reshape(n, 1, 1)
+        active = i < count
         if not active.any():
             break
         j = np.where(i + 1 < count, i + 1, 0)
-        x1, y1 = _col(t["vx"][:, i]), _col(t["vy"][:, i])
-        x2, y2 = _col(t["vx"][rows, j]), _col(t["vy"][rows, j])
-        lines |= active & line_pixels(x1, y1, x2, y2, X, Y)
-        down = y1 < y2
-        xt, yt = np.where(down, x1, x2), np.where(down, y1, y2)
-        xb, yb = np.where(down, x2, x1), np.where(down, y2, y1)
-        step = ((xb - xt) << FIX) // np.maximum(yb - yt, 1)
-        crossing = (xt << FIX) + HALF + (Y - yt) * step
-        odd ^= active & (yt <= Y) & (yb > Y) & (crossing <= P)
-    return lines | odd
+        x0, y0 = t["vx"][:, i].astype(np.int64), t["vy"][:, i].astype(np.int64)
+        x1, y1 = t["vx"][rows, j].astype(np.int64), t["vy"][rows, j].astype(np.int64)
+        visible, cx0, cy0, cx1, cy1 = clip_line(x0, y0, x1, y1, w, h)
+        col = [v.reshape(n, 1, 1) for v in (cx0, cy0, cx1, cy1)]
+        covered |= (active & visible).reshape(n, 1, 1) & line_pixels(*col, X, Y)
+        outside = (x0 < 0) | (x0 >= w) | (x1 < 0) | (x1 >= w) | (y0 < 0) | (y0 >= h) | (y1 < 0) | (y1 >= h)
+        py0 = np.where(outside & (cy0 != cy1), cy0, y0)
+        py1 = np.where(outside & (cy0 != cy1), cy1, y1)
+        px0, px1 = np.where(outside, cx0, x0) * ONE, np.where(outside, cx1, x1) * ONE
+        num, den = px1 - px0, np.where(py1 != py0, py1 - py0, 1)
+        step = np.sign(num) * np.sign(den) * (np.abs(num) // np.abs(den))      # C division
+        down = y0 < y1
+        yt, yb = np.where(down, y0, y1), np.where(down, y1, y0)
+        xt = np.where(down, px0 + (y0 - py0) * step, px1 + (y1 - py1) * step)
+        on = (active & (y0 != y1)).reshape(n, 1, 1) & (_col(yt) <= Y) & (Y < _col(yb))
+        crossing = _col(xt) + (Y - _col(yt)) * _col(step)
+        odd ^= on & (crossing <= P)
+        covered |= on & (crossing == P)
+    return covered | odd
 
 
 def bicubic(x: np.ndarray) -> np.ndarray:
