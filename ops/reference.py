@@ -178,7 +178,7 @@ def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         down = y0 < y1
         yt, yb = np.where(down, y0, y1), np.where(down, y1, y0)
         xt = np.where(down, px0 + (y0 - py0) * step, px1 + (y1 - py1) * step)
-        on = (active & (y0 != y1)).reshape(n, 1, 1) & (_col(yt) <= Y) & (Y < _col(yb))
+        on = (active & (y0 != y1)).reshape(n, 1, 1) & (_col(yt) <= Y) & (_col(yb) > Y)
         crossing = _col(xt) + (Y - _col(yt)) * _col(step)
         odd ^= on & (crossing <= P)
         covered |= on & (crossing == P)
