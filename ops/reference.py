@@ -407,7 +407,7 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
             sub, sub_occluded = canvas[rows], occluded[rows]
             occlude_web(sub, sub_occluded, t[rows], atlas)
             canvas[rows], occluded[rows] = sub, sub_occluded
-    v = _flip_rows(_channels_first(canvas, grayscale).astype(np.float32), t["flip"])
+    v = _flip_rows(_channels_first(canvas, grayscale).astype(np.float32, order="C"), t["flip"])
     msk = _flip_rows(~occluded, t["flip"])
     v *= np.float32(1 / 255)
     lit = np.flatnonzero(t["light"] == 1)
