@@ -1,11 +1,13 @@
 """The baseline users have today: MSML's augmentation per sample on the CPU, in a PyTorch ``Dataset``
 served by a ``DataLoader`` with one worker per core.
 
-Written from the description in DESIGN.md ("MSML's augmentation, as numbers"), with PIL per sample
-as MSML does; the numbers come from the same :class:`ops.profiles.Profile` faceocc samples from, so
-both draw from one distribution. It is a benchmark baseline, not a product path: it does not share
-faceocc's bit-exact semantics (PIL rasterizes the shapes), only its distributions. The occluder
-images are decoded once per worker and kept in memory, which favours the baseline.
+It does what MSML's code does (``datasets/augment/rand_occ.py``, ``datasets/load_dataset.py``), with the
+libraries MSML calls: OpenCV fills the ellipse and the polygon, Pillow resizes the occluder images,
+NumPy (float16 maps, as MSML) does the face lighting and the mask-pixel augmentation. The numbers come
+from the same :class:`ops.profiles.Profile` faceocc samples from, so both draw from one distribution;
+``benchmarks/msml_stats.py --baseline`` checks it against the statistics of MSML's own run. It is a
+benchmark baseline, not a product path. The occluder images are prepared once per worker and kept in
+memory, as MSML preloads them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from ops.atlas import folder_images
 from ops.profiles import Profile
 
 
-def _pil_groups(occluders: str | os.PathLike | None) -> dict[str, list[Any]]:
+def _prepared(occluders: str | os.PathLike | None, profile: Profile) -> dict[str, list[Any]]:
+    """The occluder images as MSML preloads them: glasses and scarves resized whole, objects fitted into
+    a square (aspect kept) and padded by torchvision 0.8.2's centre crop (Pillow fills with zeros)."""
     from PIL import Image
 
     if occluders is None:
@@ -34,12 +38,261 @@ def _pil_groups(occluders: str | os.PathLike | None) -> dict[str, list[Any]]:
         images = draw_builtin()
     else:
         images = folder_images(occluders)
-    return {g: [Image.fromarray(a, "RGBA") for a in lst] for g, lst in images.items() if lst}
+    out: dict[str, list[Any]] = {}
+    for group, arrays in images.items():
+        prepared = []
+        for rgba in arrays:
+            im = Image.fromarray(rgba, "RGBA")
+            if group in ("glasses", "eyeglasses"):
+                im = im.resize(tuple(profile.glasses.pre_size))
+            elif group == "scarf":
+                im = im.resize(tuple(profile.scarf.pre_size))
+            else:
+                side, bias = int(profile.object.size), int(profile.object.pad_bias)
+                ratio = max(im.width / side, im.height / side)
+                im = im.resize((int(im.width / ratio), int(im.height / ratio)))
+                left, top = int((im.width - side + bias) * 0.5), int((im.height - side + bias) * 0.5)
+                im = im.crop((left, top, left + side, top + side))
+            prepared.append(im)
+        if prepared:
+            out[group] = prepared
+    return out
+
+
+class MsmlAugment:
+    """MSML's augmentation of one aligned uint8 RGB face at a time (``size = (H, W)``)."""
+
+    def __init__(self, profile: str | Profile = "ms1m", occluders: str | os.PathLike | None = None,
+                 size: tuple[int, int] = (112, 112), seed: int = 0, flip_p: float | None = None) -> None:
+        self.profile = load_profile(profile)
+        self.flip_p = self.profile.flip_p if flip_p is None else flip_p
+        self.size = tuple(size)
+        self.occluders = occluders
+        self.rng = np.random.default_rng(seed)
+        self._groups: dict[str, list[Any]] | None = None
+
+    @property
+    def groups(self) -> dict[str, list[Any]]:
+        if self._groups is None:                 # prepared in the worker, after the fork
+            self._groups = _prepared(self.occluders, self.profile)
+        return self._groups
+
+    # -- the six occluders: (occluded face, mask 255 clean / 0 occluded) ---------------------------------
+
+    def occlude(self, face: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """``face`` with one occluder of ``kind`` drawn on it, and its mask."""
+        img = face.copy()
+        msk = np.full(face.shape[:2], 255, np.uint8)
+        if kind != "none":
+            getattr(self, f"_{kind}")(img, msk)
+        return img, msk
+
+    def _int(self, lo: int, hi: int) -> int:
+        """Uniform integer in [lo, hi) (numpy's randint)."""
+        return int(self.rng.integers(lo, hi))
+
+    def _colour(self, lo: int, hi: int) -> np.ndarray:
+        return np.array([self._int(lo, hi + 1) for _ in range(3)], np.uint8)
+
+    def _rectangle(self, img: np.ndarray, msk: np.ndarray) -> None:
+        h, w = msk.shape
+        c = self.profile.rectangle
+        ratio = self._int(c.area_percent[0], c.area_percent[1] + 1) * 0.01
+        size = int(w * h * ratio)
+        rw = self._int(int(w * ratio) + 1, w + 1)
+        rh = int(size / rw)
+        x, y = self._int(0, w - rw + 1), self._int(0, h - rh + 1)
+        img[y:y + rh, x:x + rw] = self._colour(*c.colour)
+        msk[y:y + rh, x:x + rw] = 0
+
+    def _fill(self, img: np.ndarray, msk: np.ndarray, shape: np.ndarray, colour: tuple[int, int]) -> None:
+        img[shape > 0] = self._colour(*colour)
+        msk[shape > 0] = 0
+
+    def _ellipse(self, img: np.ndarray, msk: np.ndarray) -> None:
+        import cv2
+
+        h, w = msk.shape
+        c = self.profile.ellipse
+        cy, cx = self._int(int(c.centre[0] * h), int(c.centre[1] * h)), self._int(int(c.centre[0] * w),
+                                                                                  int(c.centre[1] * w))
+        b = self._int(int(c.min_semi_axis * h / 112), min(cy, h - cy))
+        a = int(h * w * self.rng.uniform(*c.area_ratio) / (c.pi * b))
+        shape = np.zeros((h, w), np.uint8)
+        cv2.ellipse(shape, (cx, cy), (a, b), 0, 0, 360, 255, -1)
+        self._fill(img, msk, shape, c.colour)
+
+    def _polygon(self, img: np.ndarray, msk: np.ndarray) -> None:
+        import cv2
+
+        h, w = msk.shape
+        c = self.profile.polygon
+        n = self._int(c.points[0], c.points[1] + 1)
+        cx, cy = self._int(int(c.centre[0] * w), int(c.centre[1] * w)), self._int(int(c.centre[0] * h),
+                                                                                  int(c.centre[1] * h))
+        big = self._int(int(c.radius[0] * h), int(c.radius[1] * h))
+        small = big / self.rng.uniform(*c.inner_divisor)
+        outer = inner = 0.0
+        points = [(int(cx + big * math.cos(outer)), int(cy + big * math.sin(outer)))]
+        for _ in range(n):
+            outer += 2 * math.pi / n * self.rng.uniform(*c.outer_step)
+            points.append((int(cx + big * math.cos(outer)), int(cy + big * math.sin(outer))))
+            if self.rng.random() > 1 - c.inner_p:
+                inner += 2 * math.pi / n * self.rng.uniform(*c.inner_step)
+                points.append((int(cx + small * math.cos(inner)), int(cy + small * math.sin(inner))))
+        shape = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(shape, np.array([points], np.int32), 255)
+        self._fill(img, msk, shape, c.colour)
+
+    def _pick(self, *groups: str) -> Any:
+        have = [g for g in groups if g in self.groups]
+        items = self.groups[have[0]]
+        return items[self._int(0, len(items))]
+
+    def _paste(self, img: np.ndarray, msk: np.ndarray, occ: Any, x: int, y: int, replace_alpha: int,
+               mask_alpha: int) -> None:
+        """Replace the face by the occluder's RGB where alpha > replace_alpha, mask where alpha >
+        mask_alpha; the occluder is cut at the image border."""
+        h, w = msk.shape
+        rgba = np.asarray(occ)[: max(0, h - y), : max(0, w - x)]
+        alpha = rgba[..., 3]
+        region = img[y:y + rgba.shape[0], x:x + rgba.shape[1]]
+        region[alpha > replace_alpha] = rgba[..., :3][alpha > replace_alpha]
+        msk[y:y + rgba.shape[0], x:x + rgba.shape[1]][alpha > mask_alpha] = 0
+
+    def _step(self, spec: tuple[float, float, int, int], extent: int) -> int:
+        base, step, lo, hi = spec
+        return int((base + self._int(lo, hi + 1) * step) * extent)
+
+    def _glasses(self, img: np.ndarray, msk: np.ndarray) -> None:
+        h, w = msk.shape
+        c = self.profile.glasses
+        groups = ("eyeglasses", "glasses") if self.rng.random() < c.eyeglasses_p else ("glasses", "eyeglasses")
+        occ = self._pick(*groups)
+        size = (int(w * c.size[0] * self.rng.uniform(*c.scale)), int(h * c.size[1] * self.rng.uniform(*c.scale)))
+        occ = occ.resize(size)
+        self._paste(img, msk, occ, self._step(c.x, w), self._step(c.y, h), c.replace_alpha, c.mask_alpha)
+
+    def _scarf(self, img: np.ndarray, msk: np.ndarray) -> None:
+        w = msk.shape[1]
+        c = self.profile.scarf
+        occ = self._pick("scarf")
+        side = c.size * w / 112
+        occ = occ.resize((int(side * self.rng.uniform(*c.scale)), int(side * self.rng.uniform(*c.scale))))
+        self._paste(img, msk, occ, self._step(c.x, w), self._step(c.y, w), c.replace_alpha, c.mask_alpha)
+
+    def _object(self, img: np.ndarray, msk: np.ndarray) -> None:
+        h, w = msk.shape
+        c = self.profile.object
+        occ = self._pick("object")
+        side = c.size * w / 112
+        occ = occ.resize((int(side * self.rng.uniform(*c.scale)), int(side * self.rng.uniform(*c.scale))))
+        lo, hi = c.position_percent
+        x, y = int(self._int(lo, hi + 1) * 0.01 * w), int(self._int(lo, hi + 1) * 0.01 * h)
+        self._paste(img, msk, occ, x, y, c.replace_alpha, c.mask_alpha)
+
+    # -- pixel steps, in [0, 1] units, CHW float32 ---------------------------------------------------------
+
+    def _gauss(self, width: int, height: int, cx: float, cy: float, sigma: float) -> np.ndarray:
+        """MSML's ``_get_gauss``: distances truncated to int16 per axis, float32 map."""
+        x = (np.arange(width) - cx).astype(np.int16)[None, :].repeat(height, 0)
+        y = (np.arange(height) - cy).astype(np.int16)[:, None].repeat(width, 1)
+        return np.exp(-0.5 * np.sqrt(x ** 2 + y ** 2) ** 2 / sigma ** 2)
+
+    def light(self, img: np.ndarray) -> np.ndarray:
+        """Face lighting: ``img * light * gain`` divided by its maximum (no clipping before it)."""
+        c = self.profile.lighting
+        if self.rng.random() >= c.p:
+            return img
+        _, h, w = img.shape
+        cx, cy = w * self.rng.random(), h * self.rng.random()
+        light = self._gauss(w, h, cx, cy, c.sigma * w / 112).astype(np.float16) * np.float16(self.rng.uniform(*c.gain))
+        lit = img * light.astype(np.float32)
+        return lit / lit.max()
+
+    def mask_offset(self, msk: np.ndarray) -> np.ndarray:
+        """The mask-pixel offset [3, H, W] (float32) MSML subtracts, for mask pixels ``msk == 0``."""
+        c = self.profile.mask3d
+        h, w = msk.shape
+        sx, sy = w / 112, h / 112
+        names = ["light", "noise", "block"]
+        probs = np.asarray([c.modes.get(k, 0.0) for k in names])
+        mode = names[int(self.rng.choice(3, p=probs / probs.sum()))]
+        left = int((c.left[0] + self._int(c.left[1], c.left[2] + 1)) * sx)
+        right = int((c.right[0] + self._int(c.right[1], c.right[2] + 1)) * sx)
+        top, bottom = int(c.rows[0] * sy), int(c.rows[1] * sy)
+        rescale = np.zeros((h, w), np.float16)
+        offset = np.zeros((3, h, w), np.float16)
+        offset[:] = (msk == 0).astype(np.float16)
+        if mode == "light":
+            bw, bh = right - left, bottom - top
+            cx, cy = left + bw * self.rng.random(), top + bh * self.rng.random()
+            edge = max(bw, bh)
+            sigma = self.rng.uniform(int(edge / c.light_sigma), int(edge * c.light_sigma))
+            sign = self._int(0, 2) * 2 - 1
+            rescale[top:bottom, left:right] = (self._gauss(bw, bh, cx, cy, sigma) - 0.5) * 2 * c.light_amplitude * sign
+        elif mode == "noise":
+            rescale[top:bottom, left:right] = self.rng.standard_normal((bottom - top, right - left)) * c.noise_std
+        else:
+            btop = int((c.block_top[0] + self._int(c.block_top[1], c.block_top[2] + 1)) * sy)
+            bbottom = int((c.block_bottom[0] + self._int(c.block_bottom[1], c.block_bottom[2] + 1)) * sy)
+            block = np.zeros((h, w), np.float16)
+            block[btop:bbottom, left:right] = (self._int(0, 2) * 2 - 1) * c.block_value
+            offset = offset * block
+        if mode != "block":
+            for ch in range(3):
+                offset[ch] = offset[ch] * rescale if self.rng.random() < c.channel_p else 0
+        return offset.astype(np.float32)
+
+    def _normalize(self, chw: np.ndarray) -> np.ndarray:
+        return (chw - 0.5) / 0.5 if self.profile.normalize else chw
+
+    def mask3d_pair(self, masked: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A masked face record through lighting and the mask-pixel augmentation (no flip): normalized
+        img, the same without the augmentation, and msk (1 clean, 0 mask)."""
+        msk = np.where(mask <= self.profile.mask3d.threshold, 0, 1).astype(np.int32)
+        lit = self.light(masked.transpose(2, 0, 1).astype(np.float32) / 255)
+        return self._normalize(lit - self.mask_offset(msk)), self._normalize(lit), msk
+
+    def __call__(self, face: np.ndarray, masked: np.ndarray | None = None, mask: np.ndarray | None = None,
+                 kind: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(img [C, H, W], msk [H, W] int32, ori [C, H, W]) of one face; ``masked``/``mask`` are its 3D
+        mask record (needed when the drawn kind is mask3d)."""
+        from PIL import Image
+
+        p = self.profile
+        probs = np.asarray(p.kind_probabilities())
+        if kind is None:
+            kind = KIND_NAMES[int(self.rng.choice(len(probs), p=probs / probs.sum()))]
+        if kind == "mask3d":
+            img, msk = masked, np.where(mask <= p.mask3d.threshold, 0, 255).astype(np.uint8)
+        else:
+            img, msk = self.occlude(face, kind)
+        ori = face
+        if p.ori == "occluded":
+            probs[-1] = 0
+            ori = self.occlude(face, KIND_NAMES[int(self.rng.choice(len(probs), p=probs / probs.sum()))])[0]
+        if self.rng.random() < self.flip_p:
+            img, msk, ori = img[:, ::-1], msk[:, ::-1], ori[:, ::-1]
+        if p.grayscale:
+            img, ori = (np.asarray(Image.fromarray(np.ascontiguousarray(a)).convert("L"))[..., None]
+                        for a in (img, ori))
+        chw = self.light(np.ascontiguousarray(img.transpose(2, 0, 1), np.float32) / 255)
+        mask01 = (msk == 255).astype(np.int32)
+        if kind == "mask3d":
+            offset = self.mask_offset(mask01)
+            if p.grayscale:
+                offset = ((0.2989 * offset[0] + 0.5870 * offset[1] + 0.1140 * offset[2]) / p.gray_offset_divisor)[None]
+            chw = chw - offset
+        ori_chw = np.ascontiguousarray(ori.transpose(2, 0, 1), np.float32) / 255
+        reps = p.channels() // chw.shape[0]
+        return (np.repeat(self._normalize(chw), reps, 0).astype(np.float32), np.ascontiguousarray(mask01),
+                np.repeat(self._normalize(ori_chw), reps, 0).astype(np.float32))
 
 
 class MsmlStyleDataset:
-    """``dataset[i]`` -> ``(img, msk, ori, label)`` torch tensors for image ``i`` of a record dataset:
-    one occluder drawn with MSML's probabilities, resize, flip, face lighting, normalization."""
+    """``dataset[i]`` -> ``(img, msk, ori, label)`` torch tensors for image ``i`` of a record dataset,
+    augmented by :class:`MsmlAugment`."""
 
     def __init__(self, data_dir: str | os.PathLike, profile: str | Profile = "ms1m",
                  occluders: str | os.PathLike | None = None, size: tuple[int, int] = (112, 112),
@@ -50,209 +303,44 @@ class MsmlStyleDataset:
         self.has_masks = mask_paths(self.data_dir) is not None
         prof = load_profile(profile)
         self.profile = prof if self.has_masks else prof.without_mask3d()
-        probs = np.asarray(self.profile.kind_probabilities())
-        self.kind_p = probs / probs.sum()
-        self.occluders = occluders
         self.size = tuple(size)
         self.seed = seed
+        self.augment = MsmlAugment(self.profile, occluders, self.size, seed)
         self._files: dict[str, RecordDataset] | None = None
-        self._groups: dict[str, list[Any]] | None = None
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def worker_init(self, worker_id: int) -> None:
         """``DataLoader(worker_init_fn=...)``: a generator of its own per worker."""
-        self.rng = np.random.default_rng([self.seed, worker_id])
+        self.augment.rng = np.random.default_rng([self.seed, worker_id])
 
     def _open(self) -> dict[str, RecordDataset]:
         if self._files is None:       # opened in the worker, after the fork
             self._files = {"train": RecordDataset(self.data_dir)}
             if self.has_masks:
                 self._files.update({k: RecordDataset(p) for k, p in mask_paths(self.data_dir).items()})
-            self._groups = _pil_groups(self.occluders)
         return self._files
 
-    def _image(self, name: str, key: int, mode: str) -> tuple[Any, int]:
+    def _image(self, name: str, key: int, mode: str) -> tuple[np.ndarray, int]:
         from PIL import Image
 
         header, payload = self._open()[name].read(key)
-        return Image.open(io.BytesIO(payload)).convert(mode), class_of(header)
+        im = Image.open(io.BytesIO(payload)).convert(mode)
+        if im.size != (self.size[1], self.size[0]):
+            im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
+        return np.asarray(im), class_of(header)
 
     def __getitem__(self, index: int) -> tuple:
         import torch
-        from PIL import Image
 
         key = int(self.keys[index])
         face, label = self._image("train", key, "RGB")
-        if face.size != (self.size[1], self.size[0]):
-            face = face.resize((self.size[1], self.size[0]), Image.BILINEAR)
-        kind = KIND_NAMES[self.rng.choice(len(self.kind_p), p=self.kind_p)]
-        ori = face.copy()
-        mask = Image.new("L", face.size, 255)
-        if kind == "mask3d":
-            face = self._image("mask_out", key, "RGB")[0].resize(face.size, Image.BILINEAR)
-            mask = self._image("mask", key, "L")[0].resize(face.size, Image.NEAREST)
-            face = self._mask_pixels(face, mask)
-        elif kind != "none":
-            getattr(self, f"_{kind}")(face, mask)
-        if self.rng.random() < self.profile.flip_p:
-            face, mask, ori = (im.transpose(Image.FLIP_LEFT_RIGHT) for im in (face, mask, ori))
-        img = self._light(np.asarray(face, np.float32) / 255)
-        msk = torch.from_numpy((np.asarray(mask) >= 128).astype(np.int32))
-        return self._tensor(img), msk, self._tensor(np.asarray(ori, np.float32) / 255), torch.tensor(label)
-
-    def _tensor(self, hwc: np.ndarray) -> Any:
-        import torch
-
-        if self.profile.normalize:
-            hwc = (hwc - 0.5) / 0.5
-        return torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1), np.float32))
-
-    def _colour(self, lo: int, hi: int) -> tuple[int, int, int]:
-        return tuple(int(v) for v in self.rng.integers(lo, hi + 1, 3))
-
-    # -- the six occluders, drawn onto the face (PIL, in place) and onto the mask -------------------
-
-    def _rectangle(self, face: Any, mask: Any) -> None:
-        from PIL import ImageDraw
-
-        w, h = face.size
-        c = self.profile.rectangle
-        r = self.rng.integers(c.area_percent[0], c.area_percent[1] + 1) / 100
-        rw = int(self.rng.integers(int(w * r) + 1, w + 1))
-        rh = int(w * h * r / rw)
-        x, y = int(self.rng.integers(0, w - rw + 1)), int(self.rng.integers(0, h - rh + 1))
-        if rh > 0:
-            ImageDraw.Draw(face).rectangle([x, y, x + rw - 1, y + rh - 1], fill=self._colour(*c.colour))
-            ImageDraw.Draw(mask).rectangle([x, y, x + rw - 1, y + rh - 1], fill=0)
-
-    def _ellipse(self, face: Any, mask: Any) -> None:
-        from PIL import ImageDraw
-
-        w, h = face.size
-        c = self.profile.ellipse
-        cy, cx = self.rng.uniform(c.centre[0] * h, c.centre[1] * h), self.rng.uniform(c.centre[0] * w, c.centre[1] * w)
-        ah = self.rng.uniform(c.min_semi_axis, max(c.min_semi_axis, min(cy, h - cy)))
-        aw = w * h * self.rng.uniform(*c.area_ratio) / (math.pi * ah)
-        box = [cx - aw, cy - ah, cx + aw, cy + ah]
-        ImageDraw.Draw(face).ellipse(box, fill=self._colour(*c.colour))
-        ImageDraw.Draw(mask).ellipse(box, fill=0)
-
-    def _polygon(self, face: Any, mask: Any) -> None:
-        from PIL import ImageDraw
-
-        w, h = face.size
-        c = self.profile.polygon
-        n = int(self.rng.integers(c.points[0], c.points[1] + 1))
-        radius = self.rng.uniform(c.radius[0] * h, c.radius[1] * h)
-        cx, cy = self.rng.uniform(c.centre[0] * w, c.centre[1] * w), self.rng.uniform(c.centre[0] * h, c.centre[1] * h)
-        points, angle = [], self.rng.uniform(0, 2 * math.pi)
-        for _ in range(n):
-            points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
-            if self.rng.random() < c.inner_p:
-                inner = radius / self.rng.uniform(*c.inner_divisor)
-                a = angle + math.pi / n * self.rng.uniform(*c.inner_step)
-                points.append((cx + inner * math.cos(a), cy + inner * math.sin(a)))
-            angle += 2 * math.pi / n * self.rng.uniform(*c.outer_step)
-        ImageDraw.Draw(face).polygon(points, fill=self._colour(*c.colour))
-        ImageDraw.Draw(mask).polygon(points, fill=0)
-
-    def _pick(self, *groups: str) -> Any:
-        have = [g for g in groups if g in self._groups]
-        group = have[int(self.rng.integers(len(have)))]
-        items = self._groups[group]
-        return items[int(self.rng.integers(len(items)))]
-
-    def _paste(self, face: Any, mask: Any, occ: Any, x: int, y: int, replace_alpha: int | None,
-               mask_alpha: int) -> None:
-        alpha = np.asarray(occ.getchannel("A"))
-        from PIL import Image
-
-        paste = Image.fromarray(((alpha > replace_alpha) * 255).astype(np.uint8)) if replace_alpha is not None \
-            else occ.getchannel("A")
-        face.paste(occ.convert("RGB"), (x, y), paste)
-        mask.paste(0, (x, y), Image.fromarray(((alpha > mask_alpha) * 255).astype(np.uint8)))
-
-    def _step(self, spec: tuple[float, float, int, int], extent: int) -> int:
-        base, step, lo, hi = spec
-        return int((base + step * int(self.rng.integers(lo, hi + 1))) * extent)
-
-    def _glasses(self, face: Any, mask: Any) -> None:
-        from PIL import Image
-
-        w, h = face.size
-        c = self.profile.glasses
-        groups = ("eyeglasses", "glasses") if self.rng.random() < c.eyeglasses_p else ("glasses", "eyeglasses")
-        size = (max(1, int(c.size[0] * w * self.rng.uniform(*c.scale))),
-                max(1, int(c.size[1] * h * self.rng.uniform(*c.scale))))
-        occ = self._pick(*groups).resize(size, Image.BILINEAR)
-        self._paste(face, mask, occ, self._step(c.x, w), self._step(c.y, h), c.replace_alpha, c.mask_alpha)
-
-    def _scarf(self, face: Any, mask: Any) -> None:
-        from PIL import Image
-
-        w, _ = face.size
-        c = self.profile.scarf
-        side = c.size * w / 112
-        size = (max(1, int(side * self.rng.uniform(*c.scale))), max(1, int(side * self.rng.uniform(*c.scale))))
-        occ = self._pick("scarf").resize(size, Image.BILINEAR)
-        self._paste(face, mask, occ, self._step(c.x, w), self._step(c.y, w), None, c.mask_alpha)
-
-    def _object(self, face: Any, mask: Any) -> None:
-        from PIL import Image, ImageOps
-
-        w, h = face.size
-        c = self.profile.object
-        side = max(1, int(c.size * w / 112))
-        occ = ImageOps.fit(self._pick("object"), (side, side), Image.BILINEAR)
-        occ = occ.resize((max(1, int(side * self.rng.uniform(*c.scale))),
-                          max(1, int(side * self.rng.uniform(*c.scale)))), Image.BILINEAR)
-        lo, hi = c.position_percent
-        x, y = (int(self.rng.integers(lo, hi + 1) / 100 * e) for e in (w, h))
-        self._paste(face, mask, occ, x, y, None, c.mask_alpha)
-
-    # -- pixel-level steps ----------------------------------------------------------------------------
-
-    def _mask_pixels(self, face: Any, mask: Any) -> Any:
-        from PIL import Image
-
-        c = self.profile.mask3d
-        img = np.asarray(face, np.float32).copy()
-        h, w = img.shape[:2]
-        bw, bh = (max(1, int(self.rng.uniform(*c.box_size) * e)) for e in (w, h))
-        x0, y0 = int(self.rng.integers(0, w - bw + 1)), int(self.rng.integers(0, h - bh + 1))
-        sel = np.zeros((h, w), bool)
-        sel[y0:y0 + bh, x0:x0 + bw] = True
-        sel &= np.asarray(mask) < 128
-        modes = ["light", "noise", "block"]
-        probs = np.asarray([c.modes.get(m, 0.0) for m in modes])
-        mode = modes[self.rng.choice(3, p=probs / probs.sum())]
-        jitter = np.where(self.rng.random(3) < c.jitter_p, self.rng.uniform(*c.jitter, 3), 1.0)
-        if mode == "light":
-            yy, xx = np.mgrid[0:h, 0:w]
-            cx, cy = x0 + self.rng.random() * bw, y0 + self.rng.random() * bh
-            sigma = self.rng.uniform(*c.light_sigma) * w / 112
-            light = self.rng.uniform(*c.light_gain) * 255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
-            img[sel] += light[sel][:, None] * jitter
-        elif mode == "noise":
-            img[sel] += self.rng.normal(0, self.rng.uniform(*c.noise_sigma), (int(sel.sum()), 3)) * jitter
-        else:
-            img[sel] = 255.0 if self.rng.random() < 0.5 else 0.0
-        return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-
-    def _light(self, face: np.ndarray) -> np.ndarray:
-        c = self.profile.lighting
-        if self.rng.random() >= c.p:
-            return face
-        h, w = face.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w]
-        cx, cy = self.rng.uniform(0, w), self.rng.uniform(0, h)
-        sigma = c.sigma * w / 112
-        light = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2)) * self.rng.uniform(*c.gain)
-        lit = np.minimum(face * light[..., None], 1.0)
-        return lit / max(float(lit.max()), 1e-6)
+        masked = mask = None
+        if self.has_masks:
+            masked, mask = self._image("mask_out", key, "RGB")[0], self._image("mask", key, "L")[0]
+        img, msk, ori = self.augment(face, masked, mask)
+        return torch.from_numpy(img), torch.from_numpy(msk), torch.from_numpy(ori), torch.tensor(label)
 
 
 def msml_loader(data_dir: str | os.PathLike, batch_size: int, workers: int | None = None,

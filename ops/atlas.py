@@ -1,8 +1,12 @@
-"""The occluder bank: RGBA occluder images packed once into a fixed-size atlas.
+"""The occluder bank: RGBA occluder images prepared once as MSML prepares them and packed into a
+fixed-size atlas.
 
-Every entry sits in the top-left corner of a ``cell x cell`` slot, RGB premultiplied by alpha (so
-bilinear sampling has no dark fringes). The same uint8 array serves the NumPy twin and, copied once
-to the device, the CUDA kernel.
+Preparation (the profile's :meth:`~ops.profiles.Profile.atlas_layout`): glasses and scarves are
+resized, whole, to one size (Pillow bicubic on premultiplied RGBA, as MSML's ``Image.resize``);
+objects are fitted whole into a square keeping their aspect and padded with transparent pixels,
+never cropped. Every entry then sits in the top-left corner of a ``cell x cell`` slot, RGB
+premultiplied by alpha (so bilinear sampling has no dark fringes). The same uint8 array serves the
+NumPy twin and, copied once to the device, the CUDA kernel.
 """
 
 from __future__ import annotations
@@ -41,13 +45,16 @@ class OccluderBank:
         return int(self.groups.get(group, np.zeros(0)).size)
 
     @classmethod
-    def from_images(cls, images: dict[str, list[np.ndarray]], source: str, cell: int = 128) -> OccluderBank:
-        """Pack straight-alpha RGBA uint8 images, by group, into an atlas."""
+    def from_images(cls, images: dict[str, list[np.ndarray]], source: str, cell: int = 128,
+                    layout: dict[str, tuple] | None = None) -> OccluderBank:
+        """Prepare straight-alpha RGBA uint8 images by group (``layout``, default: the default
+        profile's) and pack them into an atlas."""
+        layout = default_layout() if layout is None else layout
         entries, sizes, groups = [], [], {}
         for group in GROUPS:
             idx = []
             for rgba in images.get(group, []):
-                fitted = _fit(rgba, cell)
+                fitted = prepare(rgba, layout.get(group), cell)
                 if fitted is None:
                     continue
                 idx.append(len(entries))
@@ -63,10 +70,11 @@ class OccluderBank:
         return cls(atlas, np.asarray(sizes, np.int32), groups, source)
 
     @classmethod
-    def from_folder(cls, root: str | os.PathLike, cell: int = 128) -> OccluderBank:
+    def from_folder(cls, root: str | os.PathLike, cell: int = 128,
+                    layout: dict[str, tuple] | None = None) -> OccluderBank:
         """Load MSML's folder layout: ``glasses_crop/``, ``eleglasses_crop/``, ``scarf_crop/``,
         ``object_train/`` (other spellings in ``FOLDERS`` too)."""
-        return cls.from_images(folder_images(root), str(root), cell)
+        return cls.from_images(folder_images(root), str(root), cell, layout)
 
 
 def folder_images(root: str | os.PathLike) -> dict[str, list[np.ndarray]]:
@@ -119,34 +127,68 @@ def key_out_background(rgb: np.ndarray, tolerance: float = 40.0) -> np.ndarray:
     return np.where(outside, soft, 255).astype(np.uint8)
 
 
-def _fit(rgba: np.ndarray, cell: int) -> np.ndarray | None:
-    """Crop to the alpha's bounding box and shrink (aspect kept) to fit the cell."""
+def default_layout() -> dict[str, tuple]:
+    """The default profile's preparation of each group."""
+    from .profiles import Profile
+
+    return Profile().atlas_layout()
+
+
+def resize_rgba(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgba`` resized to ``size = (w, h)`` as Pillow's ``Image.resize`` does by default (bicubic,
+    on premultiplied RGBA)."""
     from PIL import Image
 
-    ys, xs = np.nonzero(rgba[..., 3])
-    if ys.size == 0:
-        return None
-    rgba = rgba[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    im = Image.fromarray(np.ascontiguousarray(rgba), "RGBA")
+    return np.array(im.resize((int(size[0]), int(size[1])), Image.BICUBIC))
+
+
+def fit_pad(rgba: np.ndarray, side: int, bias: int) -> np.ndarray:
+    """The whole image fitted into ``side x side`` keeping its aspect (scale by the longer side,
+    lengths truncated), placed at ``-int((length - side + bias) / 2)`` per axis on transparent pixels."""
     h, w = rgba.shape[:2]
-    scale = min(1.0, cell / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        im = Image.fromarray(np.ascontiguousarray(rgba), "RGBA").convert("RGBa")
-        rgba = np.array(im.resize(size, Image.LANCZOS).convert("RGBA"))
-    return rgba
-
-
-def _premultiply(rgba: np.ndarray) -> np.ndarray:
-    out = rgba.copy()
-    a = rgba[..., 3:4].astype(np.uint32)
-    out[..., :3] = (rgba[..., :3].astype(np.uint32) * a + 127) // 255
+    ratio = max(w / side, h / side)
+    fw, fh = max(1, int(w / ratio)), max(1, int(h / ratio))
+    fitted = resize_rgba(rgba, (fw, fh))
+    out = np.zeros((side, side, 4), np.uint8)
+    ox, oy = -int((fw - side + bias) / 2), -int((fh - side + bias) / 2)
+    sx, sy = max(0, -ox), max(0, -oy)
+    ox, oy = max(0, ox), max(0, oy)
+    cw, ch = min(fw - sx, side - ox), min(fh - sy, side - oy)
+    out[oy:oy + ch, ox:ox + cw] = fitted[sy:sy + ch, sx:sx + cw]
     return out
 
 
-def default_bank(folder: str | os.PathLike | None = None, cell: int = 128) -> OccluderBank:
-    """The user's folder when given, else the built-in procedural bank."""
+def prepare(rgba: np.ndarray, how: tuple | None, cell: int) -> np.ndarray | None:
+    """One image prepared by ``how`` (see :func:`default_layout`), or None when it has no opaque pixel."""
+    if not (rgba[..., 3] > 0).any():
+        return None
+    if how is None:
+        out = rgba
+    elif how[0] == "resize":
+        out = resize_rgba(rgba, how[1])
+    elif how[0] == "fit_pad":
+        out = fit_pad(rgba, int(how[1]), int(how[2]))
+    else:
+        raise ValueError(f"unknown occluder preparation {how!r}")
+    if max(out.shape[:2]) > cell:
+        raise ValueError(f"a prepared occluder of {out.shape[1]} x {out.shape[0]} does not fit the atlas "
+                         f"cell of {cell}; use a larger cell")
+    return out
+
+
+def _premultiply(rgba: np.ndarray) -> np.ndarray:
+    """Pillow's RGBA -> RGBa."""
+    from PIL import Image
+
+    return np.array(Image.fromarray(np.ascontiguousarray(rgba), "RGBA").convert("RGBa"))
+
+
+def default_bank(folder: str | os.PathLike | None = None, cell: int = 128,
+                 layout: dict[str, tuple] | None = None) -> OccluderBank:
+    """The user's folder when given, else the built-in procedural bank, prepared by ``layout``."""
     if folder is not None:
-        return OccluderBank.from_folder(folder, cell)
+        return OccluderBank.from_folder(folder, cell, layout)
     from .builtin_occluders import draw_builtin
 
-    return OccluderBank.from_images(draw_builtin(), "built-in procedural bank", cell)
+    return OccluderBank.from_images(draw_builtin(), "built-in procedural bank", cell, layout)

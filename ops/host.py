@@ -28,16 +28,17 @@ def _chunk(faces: np.ndarray, t: np.ndarray, masked: np.ndarray | None, masks: n
 
 def apply_host(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray, masked: np.ndarray | None,
                masks: np.ndarray | None, grayscale: bool, normalize: bool, dtype: np.dtype,
-               pool: ThreadPoolExecutor | None = None, threads: int = 1) -> dict:
-    """:func:`apply_reference` with the rows split over ``threads`` workers of ``pool``."""
+               pool: ThreadPoolExecutor | None = None, threads: int = 1, **options: object) -> dict:
+    """:func:`apply_reference` with the rows split over ``threads`` workers of ``pool``; ``options``
+    are its keyword arguments (gray_channels, gray_offset_divisor, mask_threshold)."""
     n = len(t)
     parts = min(threads, n // MIN_ROWS) if pool is not None else 1
     if parts <= 1:
-        return apply_reference(faces, t, atlas, masked, masks, grayscale, normalize, dtype)
+        return apply_reference(faces, t, atlas, masked, masks, grayscale, normalize, dtype, **options)
     bounds = np.linspace(0, n, parts + 1).astype(int)
     jobs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         f, rows, mf, mk = _chunk(faces, t, masked, masks, a, b)
-        jobs.append(pool.submit(apply_reference, f, rows, atlas, mf, mk, grayscale, normalize, dtype))
+        jobs.append(pool.submit(apply_reference, f, rows, atlas, mf, mk, grayscale, normalize, dtype, **options))
     outs = [j.result() for j in jobs]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}

@@ -35,7 +35,10 @@ class FaceOccluder:
         prof = load_profile(profile)
         if not has_masks:
             prof = prof.without_mask3d()
-        self.bank = occluders if isinstance(occluders, OccluderBank) else default_bank(occluders)
+        if isinstance(occluders, OccluderBank):
+            self.bank = occluders
+        else:
+            self.bank = default_bank(occluders, layout=prof.atlas_layout())
         self.sampler = Sampler(prof, self.bank, size)
         self.profile = self.sampler.profile
         self.size = tuple(size)
@@ -57,8 +60,11 @@ class FaceOccluder:
         """The parameter table of one batch; a pure function of (seed, shard, epoch, batch, n)."""
         return self.sampler.sample(n, batch_rng(self.seed, shard, epoch, batch))
 
-    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None) -> dict:
-        """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table."""
+    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None,
+              ori_table: np.ndarray | None = None) -> dict:
+        """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table. With the
+        profile's ``ori: occluded`` (or an explicit ``ori_table``), ``ori`` is :meth:`sample_ori`'s
+        table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``."""
         if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
             raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
                              f"batch); got {tuple(faces.shape)}")
@@ -67,11 +73,52 @@ class FaceOccluder:
         needed = int((table["m3d_slot"] >= 0).sum())
         if needed and (masked_faces is None or masks is None or len(masked_faces) < needed):
             raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
+        out = self._apply(faces, table, masked_faces, masks)
+        if ori_table is None and self.profile.ori == "occluded":
+            ori_table = self.sample_ori(table)
+        if ori_table is not None:
+            if len(ori_table) != len(table):
+                raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
+            ori_table = ori_table.copy()
+            ori_table["flip"] = table["flip"]
+            out["ori"] = self._apply(faces, ori_table, None, None)["img"]
+        return out
+
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
+        """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
+        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls."""
+        p = self.profile
+        out = self._gpu.apply_device(faces, params, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
+                                     **self.options())
+        if p.ori == "occluded":
+            from .params import PARAM_DTYPE
+
+            table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
+            ori_table = self.sample_ori(table)
+            ori_table["flip"] = table["flip"]
+            out["ori"] = self._gpu.apply(faces, ori_table, None, None, p.grayscale, p.normalize, self.dtype,
+                                         **self.options())["img"]
+        return out
+
+    def options(self) -> dict:
+        """The apply step's settings from the profile (keyword arguments of both backends)."""
+        p = self.profile
+        return {"gray_channels": p.gray_channels, "gray_offset_divisor": p.gray_offset_divisor,
+                "mask_threshold": p.mask3d.threshold}
+
+    def _apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any) -> dict:
         p = self.profile
         if self._gpu is not None:
-            return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype)
+            return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
+                                   **self.options())
         return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, p.grayscale,
-                          p.normalize, self.dtype, self._pool, self.threads)
+                          p.normalize, self.dtype, self._pool, self.threads, **self.options())
+
+    def sample_ori(self, table: np.ndarray) -> np.ndarray:
+        """The table of MSML's ``ori``, a second occlusion draw independent of the img's, as a pure
+        function of ``table`` (its generator is seeded by the rows' noise seeds)."""
+        rng = np.random.default_rng([1, *table["noise_seed"].tolist()])
+        return self.sampler.sample_ori(len(table), rng)
 
     def __call__(self, faces: Any, masked_faces: Any = None, masks: Any = None, shard: int = 0,
                  epoch: int = 0, batch: int = 0) -> dict:

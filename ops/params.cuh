@@ -1,8 +1,7 @@
 // The per-sample parameter row; the same fields, in the same order, as ops/params.py PARAM_FIELDS.
 #pragma once
 
-#define FO_SUB 16
-#define FO_MAX_VERTICES 20
+#define FO_MAX_VERTICES 21
 
 struct Params {
   int kind;
@@ -15,13 +14,13 @@ struct Params {
   int ellipse[4];
   int atlas;
   int src[4];
-  int blend;
   int replace_alpha;
   int mask_alpha;
   int m3d_slot;
   int m3d_mode;
+  int m3d_rows[2];
   float m3d[4];
-  float jitter[3];
+  int m3d_channels[3];
   unsigned int noise_seed;
   int light;
   float light_params[4];

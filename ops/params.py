@@ -1,38 +1,40 @@
 """The per-sample parameter table: one row per sample, everything the apply step needs.
 
 The row layout is a C struct (``ops/params.cuh``, same field order, all 32-bit), so the table's
-bytes go to the GPU as they are. Lengths in whole pixels; shape geometry in 1/16 pixel (``SUB``),
-so that coverage tests are exact integer arithmetic in both backends.
+bytes go to the GPU as they are. Occluder geometry is in the unflipped source frame; the face
+lighting and the mask3d boxes are in the output frame (after the flip), as MSML orders the steps.
+Polygon vertices and ellipse parameters are whole pixels in OpenCV's convention (pixel ``(x, y)``
+is the point ``(x, y)``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SUB = 16            # sub-pixel units per pixel for shape geometry
-MAX_VERTICES = 20   # 10 outer points, each followed by at most one inner point
+MAX_VERTICES = 21   # n <= 10: n + 1 outer vertices, each of the last n followed by at most one inner one
 
 PARAM_FIELDS = [
     ("kind", np.int32),            # Kind code
     ("flip", np.int32),            # 1: mirror horizontally
     ("box", np.int32, 4),          # x0, y0, x1, y1 (exclusive): rectangle, web occluder, mask3d box
-    ("colour", np.int32, 3),       # fill colour of shapes; block value of mask3d
+    ("colour", np.int32, 3),       # fill colour of shapes
     ("n_vertices", np.int32),
-    ("vx", np.int32, MAX_VERTICES),  # polygon vertices, 1/16 px
+    ("vx", np.int32, MAX_VERTICES),  # polygon vertices, whole pixels
     ("vy", np.int32, MAX_VERTICES),
-    ("ellipse", np.int32, 4),      # cx, cy, semi-axis x, semi-axis y, 1/16 px
+    ("ellipse", np.int32, 4),      # centre x, y and semi-axes a (x), b (y), whole pixels
     ("atlas", np.int32),           # atlas entry
-    ("src", np.int32, 4),          # source crop inside the atlas entry: x0, y0, w, h
-    ("blend", np.int32),           # 0: replace where alpha > replace_alpha; 1: alpha blend
-    ("replace_alpha", np.int32),
+    ("src", np.int32, 4),          # source rectangle inside the atlas entry: x0, y0, w, h
+    ("replace_alpha", np.int32),   # the occluder's RGB replaces the face where alpha > this
     ("mask_alpha", np.int32),      # msk = 0 where alpha > mask_alpha
     ("m3d_slot", np.int32),        # row of the masked-face batch, -1 if none
     ("m3d_mode", np.int32),        # 0 none, 1 light, 2 noise, 3 block
-    ("m3d", np.float32, 4),        # light: cx, cy, sigma, gain; noise: sigma
-    ("jitter", np.float32, 3),     # per-channel factor on the light or noise
+    ("m3d_rows", np.int32, 2),     # block mode: rows [top, bottom) of the block (columns from box)
+    ("m3d", np.float32, 4),        # light: centre x, y (drawn in image units, used in box units), sigma,
+                                   # amplitude * sign; noise: std; block: value * sign
+    ("m3d_channels", np.int32, 3),  # 1: the channel takes the offset, 0: untouched
     ("noise_seed", np.uint32),
     ("light", np.int32),           # 1: face lighting on
-    ("light_params", np.float32, 4),  # cx, cy, gain, sigma
+    ("light_params", np.float32, 4),  # centre x, y, gain, sigma
 ]
 PARAM_DTYPE = np.dtype(PARAM_FIELDS, align=True)
 
@@ -43,5 +45,4 @@ def empty_params(n: int) -> np.ndarray:
     """A table of ``n`` rows meaning 'no occluder, no flip, no lighting'."""
     table = np.zeros(n, PARAM_DTYPE)
     table["m3d_slot"] = -1
-    table["jitter"] = 1.0
     return table

@@ -31,28 +31,30 @@ class Rectangle:
 
 @dataclass
 class Ellipse:
-    centre: Range = (0.2, 0.8)                   # fraction of H (y) and W (x), [lo, hi)
-    min_semi_axis: float = 20.0                  # vertical semi-axis in [this, min(cy, H - cy))
-    area_ratio: Range = (0.2, 0.4)
+    centre: Range = (0.2, 0.8)                   # uniform integer in [int(lo H), int(hi H)) (y; x of W)
+    min_semi_axis: float = 20.0                  # vertical semi-axis: integer in [this, min(cy, H - cy))
+    area_ratio: Range = (0.2, 0.4)               # horizontal semi-axis int(H W r / (pi b))
+    pi: float = 3.14                             # MSML's value of pi in that formula
     colour: tuple[int, int] = (1, 255)
 
 
 @dataclass
 class Polygon:
-    points: tuple[int, int] = (4, 10)            # outer points, uniform integer
-    radius: Range = (0.2, 0.26)                  # fraction of H: [H/5, 1.3 H/5)
-    centre: Range = (0.2, 0.8)
-    inner_p: float = 0.5                         # chance of an inner point after each outer one
-    inner_divisor: Range = (1.3, 2.6)            # inner radius = outer / U(...)
-    outer_step: Range = (0.7, 1.3)               # x 2 pi / n
-    inner_step: Range = (0.6, 1.4)               # x pi / n after the outer point
+    points: tuple[int, int] = (4, 10)            # n, uniform integer: n + 1 outer vertices
+    radius: Range = (0.2, 0.26)                  # outer radius: integer in [int(lo H), int(hi H))
+    centre: Range = (0.2, 0.8)                   # integers as the ellipse's
+    inner_p: float = 0.5                         # chance of an inner vertex after each outer one
+    inner_divisor: Range = (1.3, 2.6)            # inner radius = outer / U(...), once per polygon
+    outer_step: Range = (0.7, 1.3)               # outer angle += 2 pi / n * U(...)
+    inner_step: Range = (0.6, 1.4)               # inner angle (its own) += 2 pi / n * U(...)
     colour: tuple[int, int] = (1, 255)
 
 
 @dataclass
 class Glasses:
     eyeglasses_p: float = 0.5                    # the eyeglasses group instead of glasses
-    size: tuple[float, float] = (80 / 120, 40 / 120)   # fractions of (W, H)
+    pre_size: tuple[int, int] = (80, 40)         # every image resized once to (w, h) pixels (bicubic)
+    size: tuple[float, float] = (80 / 120, 40 / 120)   # fractions of (W, H), truncated after scaling
     scale: Range = (1 / 1.1, 1.1)                # per side
     x: tuple[float, float, int, int] = (0.12, 0.02, -5, 5)   # (base + step * k) * W, k in [lo, hi]
     y: tuple[float, float, int, int] = (0.30, 0.01, -5, 5)   # of H
@@ -62,39 +64,51 @@ class Glasses:
 
 @dataclass
 class Scarf:
-    size: float = 90.0                           # pixels, both sides
+    pre_size: tuple[int, int] = (90, 90)         # every image resized once to (w, h) pixels (bicubic)
+    size: float = 90.0                           # pixels, both sides, truncated after scaling
     scale: Range = (1 / 1.1, 1.0)
     x: tuple[float, float, int, int] = (0.10, 0.01, -5, 4)   # of W
     y: tuple[float, float, int, int] = (0.60, 0.01, -5, 4)   # of W, as MSML does
+    replace_alpha: int = 0
     mask_alpha: int = 0
 
 
 @dataclass
 class RealObject:
-    size: float = 55.0                           # centre-cropped square, pixels
+    size: float = 55.0                           # every image fitted (aspect kept) into this square
+    pad_bias: int = 1                            # and padded at floor((size - bias - side) / 2)
     scale: Range = (1.0, 2.0)                    # per side
     position_percent: tuple[int, int] = (15, 50)  # top-left at k / 100 of W and H
+    replace_alpha: int = 0
     mask_alpha: int = 0
 
 
 @dataclass
 class Mask3D:
-    """Augmentation of the pixels of an offline 3D mask."""
+    """Augmentation of the pixels of an offline 3D mask, in [0, 1] units after the face lighting.
+
+    Box bounds are (base, lo, hi): base + k, k uniform integer in [lo, hi], pixels of a 112 image.
+    """
 
     modes: dict[str, float] = field(default_factory=lambda: {"light": 4 / 11, "noise": 2 / 11,
                                                              "block": 5 / 11})
-    box_size: Range = (0.3, 1.0)                 # box sides, fractions of W and H
-    light_sigma: Range = (10.0, 40.0)            # pixels
-    light_gain: Range = (0.2, 0.7)               # added, times 255, at the light's centre
-    noise_sigma: Range = (4.0, 24.0)             # grey levels
-    jitter_p: float = 0.5                        # per channel, for light and noise
-    jitter: Range = (0.7, 1.3)
+    left: tuple[int, int, int] = (40, -20, 20)   # box columns [left, right)
+    right: tuple[int, int, int] = (100, -20, 10)
+    rows: tuple[int, int] = (1, 111)             # light and noise box rows [top, bottom)
+    block_top: tuple[int, int, int] = (40, -20, 19)
+    block_bottom: tuple[int, int, int] = (100, -20, 9)
+    light_sigma: float = 1.5                     # sigma U(int(edge / this), int(edge * this)), edge: longer side
+    light_amplitude: float = 0.4                 # offset (map - 0.5) * 2 * this * (+1 or -1)
+    noise_std: float = 1.0                       # offset: a normal draw per pixel, shared by the channels
+    block_value: float = 1.0                     # offset +-this on the block
+    channel_p: float = 0.5                       # light, noise: each channel keeps the offset with this p
+    threshold: int = 128                         # mask record values <= this are mask pixels
 
 
 @dataclass
 class Lighting:
     p: float = 1.0
-    sigma: float = 128.0                         # pixels: exp(-d^2 / (2 sigma^2))
+    sigma: float = 128.0                         # pixels: exp(-d^2 / (2 sigma^2)), d truncated per axis
     gain: Range = (0.7, 1.4)
 
 
@@ -112,7 +126,10 @@ class Profile:
     mask3d: Mask3D = field(default_factory=Mask3D)
     lighting: Lighting = field(default_factory=Lighting)
     flip_p: float = 0.5                          # MSML's code flips with 0.6 by accident
-    grayscale: bool = False
+    grayscale: bool = False                      # integer luma after the occlusion, as MSML
+    gray_channels: int = 1                       # output channels when grayscale: 1 (MSML) or 3 (repeated)
+    gray_offset_divisor: float = 3.0             # MSML divides the mask offset's luma by 3
+    ori: str = "clean"                           # "clean" face, or "occluded": MSML's second independent draw
     normalize: bool = True                       # (x - 0.5) / 0.5
 
     def kind_probabilities(self) -> list[float]:
@@ -132,7 +149,7 @@ class Profile:
         for name, p in [("flip_p", self.flip_p), ("lighting.p", self.lighting.p),
                         ("polygon.inner_p", self.polygon.inner_p),
                         ("glasses.eyeglasses_p", self.glasses.eyeglasses_p),
-                        ("mask3d.jitter_p", self.mask3d.jitter_p)]:
+                        ("mask3d.channel_p", self.mask3d.channel_p)]:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} = {p} is not a probability")
         h, w = size
@@ -147,7 +164,6 @@ class Profile:
             ("polygon.centre", self.polygon.centre, 0, 1),
             ("polygon.colour", self.polygon.colour, 0, 255),
             ("object.position_percent", self.object.position_percent, 0, 99),
-            ("mask3d.box_size", self.mask3d.box_size, 0.01, 1),
             ("lighting.gain", self.lighting.gain, 0, 100),
         ]
         for name, (lo, hi), low, high in checks:
@@ -171,7 +187,26 @@ class Profile:
                                ("polygon.inner_divisor", self.polygon.inner_divisor)]:
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} = ({lo}, {hi}) must be positive and ordered")
+        if self.gray_channels not in (1, 3):
+            raise ValueError(f"gray_channels = {self.gray_channels} must be 1 or 3")
+        if self.ori not in ("clean", "occluded"):
+            raise ValueError(f"ori = {self.ori!r} must be 'clean' or 'occluded'")
+        if not 3 <= self.polygon.points[0] <= self.polygon.points[1] <= 10:
+            raise ValueError(f"polygon.points = {self.polygon.points} must satisfy 3 <= lo <= hi <= 10")
         return self
+
+    def atlas_layout(self) -> dict[str, tuple]:
+        """How the occluder bank prepares each group's images once, before any sampling: ``("resize",
+        (w, h))`` or ``("fit_pad", side, bias)``."""
+        o = self.object
+        return {"glasses": ("resize", tuple(self.glasses.pre_size)),
+                "eyeglasses": ("resize", tuple(self.glasses.pre_size)),
+                "scarf": ("resize", tuple(self.scarf.pre_size)),
+                "object": ("fit_pad", int(o.size), int(o.pad_bias))}
+
+    def channels(self) -> int:
+        """Channels of ``img`` and ``ori``: 3, or ``gray_channels`` with grayscale."""
+        return self.gray_channels if self.grayscale else 3
 
     def without_mask3d(self) -> Profile:
         """The same profile with the mask3d share given to the other kinds in proportion."""

@@ -1,22 +1,30 @@
 """The NumPy twin of the CUDA kernels: the specification of what applying a parameter table means.
 
-Per sample, in this order (pixel (y, x) has its centre at (x + 0.5, y + 0.5)):
+Per sample, in MSML's order (occlude -> flip -> lighting and divide by max -> mask-pixel
+augmentation -> normalize):
 
-1. canvas = the face; for kind mask3d, the pre-rendered masked face, occluded where mask < 128.
-2. shapes (rectangle, ellipse, polygon): pixels whose centre is covered take the fill colour and
-   are occluded. Coverage is exact integer arithmetic in 1/16 pixel (``SUB``); polygons use the
-   even-odd rule.
-3. web occluders (glasses, scarf, object): the atlas crop ``src`` is stretched over ``box`` with
-   8-bit fixed-point bilinear sampling of premultiplied RGBA; ``blend = 0`` replaces pixels whose
-   alpha exceeds ``replace_alpha``, ``blend = 1`` alpha-blends (integer, rounded); pixels whose alpha
-   exceeds ``mask_alpha`` are occluded. Pixels outside the image are clipped.
-4. mask3d pixel augmentation, on occluded pixels inside ``box``: add a Gaussian light
-   (``gain * 255 * exp(-d^2 / (2 sigma^2)) * jitter[c]``), add noise (``sigma * n * jitter[c]``, n a
-   unit-variance Irwin-Hall sum of four hashed uniforms), or set the block colour; clip to [0, 255].
-5. face lighting: ``v = min(canvas / 255 * gain * exp(-d^2 / (2 sigma^2)), 1)``, then ``v / max(v)``
-   over the sample; without lighting ``v = canvas / 255``.
-6. flip, grayscale (0.299 R + 0.587 G + 0.114 B), normalization ``(v - 0.5) / 0.5``.
-``ori`` is the clean face through step 6 without lighting; ``msk`` is 1 where clean, 0 where occluded.
+1. canvas = the face; for kind mask3d, the pre-rendered masked face, occluded where mask <= 128.
+2. shapes, in the unflipped frame, with OpenCV's coverage as MSML draws them: rectangle = its box;
+   ellipse (integer centre and semi-axes a, b) = pixels within the ellipse of semi-axes a + 1/2,
+   b + 1/2 (boundary pixels included, as ``cv2.ellipse``); polygon = exactly ``cv2.fillPoly``
+   (clipped 8-connected edge lines plus even-odd scanline spans), integer arithmetic. Covered pixels
+   take the fill colour and are occluded.
+3. web occluders (glasses, scarf, object): the atlas rectangle ``src`` (premultiplied RGBa) resized to
+   ``box`` exactly as Pillow's bicubic ``Image.resize`` (MSML's per-sample resize); the occluder's
+   straight RGB replaces pixels whose alpha exceeds ``replace_alpha``; pixels whose alpha exceeds
+   ``mask_alpha`` are occluded. Pixels outside the image are cut.
+4. grayscale: integer luma ``(19595 R + 38470 G + 7471 B + 32768) >> 16`` (Pillow's 'L'), one channel.
+5. flip; ``v = canvas / 255``; face lighting in the output frame: ``v * L * gain`` with
+   ``L = exp(-dy^2 / (2 s^2)) * exp(-dx^2 / (2 s^2))``, ``dx = trunc(x - cx)``, then ``v / max(v)`` over
+   the sample, no clipping before it.
+6. mask3d pixel augmentation on the mask pixels in the output frame, not clipped: ``v -= offset * on[c]``
+   with offset (light) ``(g - 1/2) * 2 * amplitude`` (``g`` the Gaussian of ``trunc(x - box_x0 - cx)``,
+   ``trunc(y - box_y0 - cy)``), (noise) ``std * n`` (n a hashed normal per pixel, shared by the
+   channels), (block) the block value on rows ``m3d_rows``; grayscale: the luma of the three offsets
+   divided by ``gray_offset_divisor``.
+7. normalization ``(v - 0.5) / 0.5``.
+``ori`` is the clean face through steps 4, 5 (flip only) and 7; ``msk`` is 1 where clean, 0 where
+occluded, flipped with the image.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from __future__ import annotations
 import numpy as np
 
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, SUB
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
 
-GRAY = np.array([0.299, 0.587, 0.114], np.float32)
+LUMA = np.array([19595, 38470, 7471], np.int32)     # Pillow's RGB -> L, 16-bit fixed point
+OFFSET_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)   # MSML's grey mask offset
 SQRT3 = np.float32(1.7320508075688772)
+RESAMPLE_BITS = 22  # Pillow's PRECISION_BITS for 8-bit resampling
+ONE = 1 << 16       # OpenCV's XY_ONE: polygon edge crossings in 16.16 fixed point
 
 
 def mix32(x: np.ndarray) -> np.ndarray:
@@ -47,7 +58,7 @@ def hashed_uniform(seed: np.ndarray, counter: np.ndarray) -> np.ndarray:
     return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
-def hashed_normal(seed: np.ndarray, pixel: np.ndarray, channel: int) -> np.ndarray:
+def hashed_normal(seed: np.ndarray, pixel: np.ndarray, channel: int = 0) -> np.ndarray:
     """Approximately standard-normal noise: (u0 + u1 + u2 + u3 - 2) * sqrt(3), summed left to right."""
     base = (pixel.astype(np.uint32) * np.uint32(3) + np.uint32(channel)) * np.uint32(4)
     total = hashed_uniform(seed, base)
@@ -56,90 +67,214 @@ def hashed_normal(seed: np.ndarray, pixel: np.ndarray, channel: int) -> np.ndarr
     return (total - np.float32(2.0)) * SQRT3
 
 
+def _col(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.int64).reshape(-1, 1, 1)
+
+
 def shape_coverage(t: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Bool [N, H, W]: pixels whose centre a rectangle, ellipse or polygon row covers."""
+    """Bool [N, H, W]: pixels a rectangle, ellipse or polygon row covers."""
     covered = np.zeros((t.size, h, w), bool)
-    ys, xs = np.arange(h).reshape(1, h, 1), np.arange(w).reshape(1, 1, w)
-    X = (xs * SUB + SUB // 2).astype(np.int64)
-    Y = (ys * SUB + SUB // 2).astype(np.int64)
+    Y, X = np.arange(h, dtype=np.int64).reshape(1, h, 1), np.arange(w, dtype=np.int64).reshape(1, 1, w)
     rows = np.flatnonzero(t["kind"] == Kind.RECTANGLE)
     box = t["box"][rows].reshape(-1, 4, 1, 1)
-    covered[rows] = (xs >= box[:, 0]) & (xs < box[:, 2]) & (ys >= box[:, 1]) & (ys < box[:, 3])
+    covered[rows] = (box[:, 0] <= X) & (box[:, 2] > X) & (box[:, 1] <= Y) & (box[:, 3] > Y)
     rows = np.flatnonzero(t["kind"] == Kind.ELLIPSE)
-    e = t["ellipse"][rows].astype(np.int64).reshape(-1, 4, 1, 1)
-    ax2, ay2 = e[:, 2] * e[:, 2], e[:, 3] * e[:, 3]
-    dx, dy = X - e[:, 0], Y - e[:, 1]
-    covered[rows] = dx * dx * ay2 + dy * dy * ax2 <= ax2 * ay2
+    e = t["ellipse"][rows]
+    A, B = 2 * _col(e[:, 2]) + 1, 2 * _col(e[:, 3]) + 1
+    dx, dy = 2 * (X - _col(e[:, 0])), 2 * (Y - _col(e[:, 1]))
+    covered[rows] = dx * dx * B * B + dy * dy * A * A <= A * A * B * B
     rows = np.flatnonzero(t["kind"] == Kind.POLYGON)
     covered[rows] = polygon_coverage(t[rows], X, Y)
     return covered
 
 
+def line_pixels(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, X: np.ndarray,
+                Y: np.ndarray) -> np.ndarray:
+    """Pixels of OpenCV's 8-connected line from (x1, y1) to (x2, y2), drawn left to right."""
+    swap = x2 < x1
+    x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
+    y1, y2 = np.where(swap, y2, y1), np.where(swap, y1, y2)
+    dx, dy = x2 - x1, y2 - y1
+    sy = np.where(dy < 0, -1, 1)
+    ady = np.abs(dy)
+    i = X - x1                                          # x-major: step along x
+    minor = (2 * ady * i + dx - 1) // np.maximum(2 * dx, 1)
+    on_x = (i >= 0) & (i <= dx) & (y1 + sy * np.where(dx > 0, minor, 0) == Y)
+    j = (Y - y1) * sy                                   # y-major: step along y
+    minor = (2 * dx * j + ady - 1) // np.maximum(2 * ady, 1)
+    on_y = (j >= 0) & (j <= ady) & (x1 + minor == X)
+    return np.where(dx >= ady, on_x, on_y)
+
+
+def clip_line(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, w: int, h: int
+              ) -> tuple[np.ndarray, ...]:
+    """OpenCV's ``clipLine`` of integer segments to the image, step for step (each later step uses the
+    earlier steps' results): (visible, x1, y1, x2, y2), the points moved even when not visible."""
+    right, bottom = w - 1, h - 1
+
+    def code(x: np.ndarray, y: np.ndarray, with_y: bool = True) -> np.ndarray:
+        c = (x < 0) * 1 + (x > right) * 2
+        return c + (y < 0) * 4 + (y > bottom) * 8 if with_y else c
+
+    def moved(a: np.ndarray, p: np.ndarray, dq: np.ndarray, dp: np.ndarray) -> np.ndarray:
+        return np.trunc((a - p).astype(np.float64) * dq / np.where(dp != 0, dp, 1)).astype(np.int64)
+
+    c1, c2 = code(x1, y1), code(x2, y2)
+    work = ((c1 & c2) == 0) & ((c1 | c2) != 0)
+    step = work & ((c1 & 12) != 0)
+    a = np.where(c1 < 8, 0, bottom)
+    x1 = np.where(step, x1 + moved(a, y1, x2 - x1, y2 - y1), x1)
+    y1 = np.where(step, a, y1)
+    c1 = np.where(step, code(x1, y1, False), c1)
+    step = work & ((c2 & 12) != 0)
+    a = np.where(c2 < 8, 0, bottom)
+    x2 = np.where(step, x2 + moved(a, y2, x2 - x1, y2 - y1), x2)
+    y2 = np.where(step, a, y2)
+    c2 = np.where(step, code(x2, y2, False), c2)
+    work &= ((c1 & c2) == 0) & ((c1 | c2) != 0)
+    step = work & (c1 != 0)
+    a = np.where(c1 == 1, 0, right)
+    y1 = np.where(step, y1 + moved(a, x1, y2 - y1, x2 - x1), y1)
+    x1 = np.where(step, a, x1)
+    c1 = np.where(step, 0, c1)
+    step = work & (c2 != 0)
+    a = np.where(c2 == 1, 0, right)
+    y2 = np.where(step, y2 + moved(a, x2, y2 - y1, x2 - x1), y2)
+    x2 = np.where(step, a, x2)
+    c2 = np.where(step, 0, c2)
+    return (c1 | c2) == 0, x1, y1, x2, y2
+
+
 def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Even-odd crossing test of pixel centres (X, Y in 1/16 px) against each row's polygon."""
+    """``cv2.fillPoly`` (LINE_8, shift 0) of each row's polygon at pixels (X, Y), as OpenCV draws it:
+    every edge clipped to the image and drawn as an 8-connected line; then on every scanline the
+    even-odd spans between the edges' 16.16 fixed-point crossings (an edge leaving the image takes its
+    slope and x from the clipped segment), from ceil(left) to floor(right). Per pixel: a span covers
+    x when an odd number of crossings lie at or left of x, or one lies exactly on it."""
     n = t.size
-    inside = np.zeros((n, Y.shape[1], X.shape[2]), bool)
-    vx = t["vx"].astype(np.int64)
-    vy = t["vy"].astype(np.int64)
-    count = t["n_vertices"]
-    for i in range(vx.shape[1]):
+    h, w = Y.shape[1], X.shape[2]
+    shape = (n, h, w)
+    odd = np.zeros(shape, bool)
+    covered = np.zeros(shape, bool)
+    count = t["n_vertices"].astype(np.int64)
+    rows = np.arange(n)
+    P = X * ONE
+    for i in range(t["vx"].shape[1]):
+        active = i < count
+        if not active.any():
+            break
         j = np.where(i + 1 < count, i + 1, 0)
-        active = (i < count).reshape(n, 1, 1)
-        x1, y1 = vx[:, i].reshape(n, 1, 1), vy[:, i].reshape(n, 1, 1)
-        rows = np.arange(n)
-        x2, y2 = vx[rows, j].reshape(n, 1, 1), vy[rows, j].reshape(n, 1, 1)
-        straddles = (y1 > Y) != (y2 > Y)
-        lhs = (X - x1) * (y2 - y1)
-        rhs = (Y - y1) * (x2 - x1)
-        left = np.where(y2 > y1, lhs < rhs, lhs > rhs)
-        inside ^= active & straddles & left
-    return inside
+        x0, y0 = t["vx"][:, i].astype(np.int64), t["vy"][:, i].astype(np.int64)
+        x1, y1 = t["vx"][rows, j].astype(np.int64), t["vy"][rows, j].astype(np.int64)
+        visible, cx0, cy0, cx1, cy1 = clip_line(x0, y0, x1, y1, w, h)
+        col = [v.reshape(n, 1, 1) for v in (cx0, cy0, cx1, cy1)]
+        covered |= (active & visible).reshape(n, 1, 1) & line_pixels(*col, X, Y)
+        outside = (x0 < 0) | (x0 >= w) | (x1 < 0) | (x1 >= w) | (y0 < 0) | (y0 >= h) | (y1 < 0) | (y1 >= h)
+        py0 = np.where(outside & (cy0 != cy1), cy0, y0)
+        py1 = np.where(outside & (cy0 != cy1), cy1, y1)
+        px0, px1 = np.where(outside, cx0, x0) * ONE, np.where(outside, cx1, x1) * ONE
+        num, den = px1 - px0, np.where(py1 != py0, py1 - py0, 1)
+        step = np.sign(num) * np.sign(den) * (np.abs(num) // np.abs(den))      # C division
+        down = y0 < y1
+        yt, yb = np.where(down, y0, y1), np.where(down, y1, y0)
+        xt = np.where(down, px0 + (y0 - py0) * step, px1 + (y1 - py1) * step)
+        on = (active & (y0 != y1)).reshape(n, 1, 1) & (_col(yt) <= Y) & (_col(yb) > Y)
+        crossing = _col(xt) + (Y - _col(yt)) * _col(step)
+        odd ^= on & (crossing <= P)
+        covered |= on & (crossing == P)
+    return covered | odd
 
 
-def _fixed_point_axis(pos: np.ndarray, start: np.ndarray, length: np.ndarray, src0: np.ndarray,
-                      src_len: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (i0, i1) and 8-bit weight of i1 for destination pixels along one axis."""
-    u = ((2 * (pos - start) + 1) * src_len * 256) // (2 * length) - 128
-    u = np.clip(u, 0, (src_len - 1) * 256)
-    i0 = u >> 8
-    return src0 + i0, src0 + np.minimum(i0 + 1, src_len - 1), u & 255
+def bicubic(x: np.ndarray) -> np.ndarray:
+    """Pillow's bicubic filter (a = -1/2), float64, in Pillow's operation order."""
+    x = np.abs(x)
+    a = -0.5
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+def resample_coefficients(in_size: np.ndarray, out_size: np.ndarray, pos: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's bicubic resampling taps along one axis: for output positions ``pos`` [N, P] of rows
+    resized from ``in_size`` to ``out_size`` [N], the first source index [N, P] and the 22-bit
+    fixed-point weights [N, P, K] (0 past each position's last tap)."""
+    insz = in_size.astype(np.float64).reshape(-1, 1)
+    scale = insz / out_size.astype(np.float64).reshape(-1, 1)
+    fscale = np.maximum(scale, 1.0)
+    support = 2.0 * fscale
+    ss = 1.0 / fscale
+    center = (pos + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0)
+    xmax = np.minimum(np.trunc(center + support + 0.5), insz) - xmin
+    k = int(xmax.max()) if xmax.size else 1
+    weights = [np.where(i < xmax, bicubic((i + xmin - center + 0.5) * ss), 0.0) for i in range(k)]
+    total = weights[0]
+    for w in weights[1:]:
+        total = total + w
+    total = np.where(total != 0.0, total, 1.0)
+    fixed = []
+    for w in weights:
+        w = w / total * float(1 << RESAMPLE_BITS)
+        fixed.append(np.trunc(np.where(w < 0, w - 0.5, w + 0.5)).astype(np.int32))
+    return xmin.astype(np.int64), np.stack(fixed, axis=-1)
+
+
+def clip8(acc: np.ndarray) -> np.ndarray:
+    """Pillow's clip8 of a 22-bit fixed-point accumulator."""
+    return np.clip(acc >> RESAMPLE_BITS, 0, 255)
+
+
+def _resample(atlas: np.ndarray, entry: np.ndarray, src: tuple, box: tuple, xs: np.ndarray,
+              ys: np.ndarray) -> np.ndarray:
+    """RGBa [N, Y, X, 4] of atlas rectangles ``src = (sx, sy, sw, sh)`` resized to ``box = (x0, y0,
+    bw, bh)`` at pixels ``ys`` x ``xs``: horizontal pass first, then vertical, each clipped to 8 bits."""
+    sx, sy, sw, sh = src
+    x0, y0, bw, bh = box
+    n, cell = entry.shape[0], atlas.shape[1]
+    xmin, kx = resample_coefficients(sw, bw, np.clip(xs - x0, 0, bw - 1))
+    ymin, ky = resample_coefficients(sh, bh, np.clip(ys - y0, 0, bh - 1))
+    pixels = atlas.reshape(-1, 4)
+    rows = np.clip(sy[:, :, None] + np.arange(int(sh.max()))[None, :, None], 0, cell - 1)   # [N, R, 1]
+    base = (entry.reshape(n, 1, 1) * cell + rows) * cell                                      # [N, R, 1]
+    first = np.full((n, rows.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int32)
+    for i in range(kx.shape[-1]):
+        cols = np.clip(sx + xmin + i, 0, cell - 1)[:, None, :]                                # [N, 1, X]
+        first += pixels[base + cols] * kx[:, None, :, i, None]
+    first = clip8(first).reshape(-1, 4)
+    value = np.full((n, ys.shape[1], xs.shape[1], 4), 1 << (RESAMPLE_BITS - 1), np.int32)
+    across = np.arange(xs.shape[1])[None, None, :]
+    for j in range(ky.shape[-1]):
+        r = np.clip(ymin + j, 0, rows.shape[1] - 1)[:, :, None]                                # [N, Y, 1]
+        at = (np.arange(n).reshape(n, 1, 1) * rows.shape[1] + r) * xs.shape[1] + across
+        value += first[at] * ky[:, :, None, j, None]
+    return clip8(value)
 
 
 def sample_atlas(t: np.ndarray, atlas: np.ndarray, xs: np.ndarray, ys: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied RGB [N, Y, X, 3] and alpha [N, Y, X] (int32) of each row's web occluder at the
-    pixels ``ys`` [N, Y] x ``xs`` [N, X]; alpha is 0 outside the row's box."""
-    n = t.size
-    box = t["box"].astype(np.int32)
-    src = t["src"].astype(np.int32)
+    """Premultiplied RGB [N, Y, X, 3] and alpha [N, Y, X] (int64) of each row's web occluder, its atlas
+    rectangle ``src`` resized to its ``box`` as Pillow's bicubic ``resize`` does up to Pillow 12 (MSML
+    pins 8.4: horizontal pass, then vertical, each rounded to 8 bits), at the pixels ``ys`` [N, Y] x
+    ``xs`` [N, X]; 0 outside the box."""
+    box = t["box"].astype(np.int64)
     x0, y0, x1, y1 = (box[:, k:k + 1] for k in range(4))
-    sx, sy, sw, sh = (src[:, k:k + 1] for k in range(4))
-    ix0, ix1, fx = _fixed_point_axis(xs, x0, x1 - x0, sx, sw)
-    iy0, iy1, fy = _fixed_point_axis(ys, y0, y1 - y0, sy, sh)
-    entry = t["atlas"].reshape(n, 1, 1)
-    fx, fy = fx[:, None, :, None], fy[:, :, None, None]
-
-    def tap(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
-        return atlas[entry, iy[:, :, None], ix[:, None, :]].astype(np.int32)
-
-    top = tap(iy0, ix0) * (256 - fx) + tap(iy0, ix1) * fx
-    bottom = tap(iy1, ix0) * (256 - fx) + tap(iy1, ix1) * fx
-    value = (top * (256 - fy) + bottom * fy + 32768) >> 16
+    sx, sy, sw, sh = (t["src"][:, k:k + 1].astype(np.int64) for k in range(4))
+    bw, bh = np.maximum(x1 - x0, 1), np.maximum(y1 - y0, 1)
+    value = _resample(atlas, t["atlas"].reshape(-1, 1, 1), (sx, sy, sw, sh), (x0, y0, bw, bh), xs, ys)
     inside = ((xs >= x0) & (xs < x1))[:, None, :] & ((ys >= y0) & (ys < y1))[:, :, None]
     value *= inside[..., None]
     return value[..., :3], value[..., 3]
 
 
 def composite_web(canvas: np.ndarray, t: np.ndarray, premul: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Lay the sampled occluders over ``canvas`` (int32 [N, Y, X, 3], in place); returns the occluded
-    pixels."""
+    """Replace ``canvas`` (int32 [N, Y, X, 3], in place) by the occluders' straight RGB (Pillow's
+    RGBa -> RGBA) where alpha exceeds ``replace_alpha``; returns the occluded pixels (alpha above
+    ``mask_alpha``)."""
     a = alpha[..., None]
-    blend = np.flatnonzero(t["blend"] == 1)
-    canvas[blend] = (canvas[blend] * (255 - a[blend]) + premul[blend] * 255 + 127) // 255
-    rep = np.flatnonzero(t["blend"] != 1)
-    replaced = a[rep] > t["replace_alpha"][rep].reshape(-1, 1, 1, 1)
-    straight = np.minimum((premul[rep] * 255 + a[rep] // 2) // np.maximum(a[rep], 1), 255)
-    canvas[rep] = np.where(replaced, straight, canvas[rep])
+    replaced = a > t["replace_alpha"].reshape(-1, 1, 1, 1)
+    straight = np.where((a == 0) | (a == 255), premul, np.minimum(premul * 255 // np.maximum(a, 1), 255))
+    np.copyto(canvas, straight, where=replaced)
     return alpha > t["mask_alpha"].reshape(-1, 1, 1)
 
 
@@ -165,61 +300,60 @@ def occlude_web(canvas: np.ndarray, occluded: np.ndarray, t: np.ndarray, atlas: 
     canvas[window] = sub
 
 
-def augment_mask_pixels(v: np.ndarray, occluded: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Step 4, in place on float32 ``v`` [N, H, W, 3] of mask3d rows ``t``; returns ``v``."""
-    n, h, w, _ = v.shape
-    yi, xi = np.arange(h).reshape(1, h, 1), np.arange(w).reshape(1, 1, w)
-    box = t["box"].reshape(n, 4, 1, 1)
-    region = occluded & (xi >= box[:, 0]) & (xi < box[:, 2]) & (yi >= box[:, 1]) & (yi < box[:, 3])
-    value = v.copy()
-    rows = np.flatnonzero(t["m3d_mode"] == M3D_LIGHT)
-    if rows.size:
-        m = t["m3d"][rows].reshape(-1, 4, 1, 1)
-        dx = xi.astype(np.float32) + np.float32(0.5) - m[:, 0]
-        dy = yi.astype(np.float32) + np.float32(0.5) - m[:, 1]
-        two_s2 = np.float32(2) * m[:, 2] * m[:, 2]
-        two_s2 = np.where(two_s2 > 0, two_s2, np.float32(1))       # sigma 0: as the kernel guards it
-        light = m[:, 3] * np.float32(255) * np.exp(-(dx * dx + dy * dy) / two_s2)
-        value[rows] = v[rows] + light[..., None] * t["jitter"][rows].reshape(-1, 1, 1, 3)
-    rows = np.flatnonzero(t["m3d_mode"] == M3D_NOISE)
-    if rows.size:
-        pixel = (yi * w + xi).astype(np.uint32)
-        seed = t["noise_seed"][rows].reshape(-1, 1, 1)
-        sigma = t["m3d"][rows, 0].reshape(-1, 1, 1)
-        for c in range(3):
-            noise = sigma * hashed_normal(seed, pixel, c)
-            value[rows, ..., c] = v[rows, ..., c] + noise * t["jitter"][rows, c].reshape(-1, 1, 1)
-    rows = np.flatnonzero(t["m3d_mode"] == M3D_BLOCK)
-    value[rows] = t["colour"][rows].reshape(-1, 1, 1, 3)
-    np.copyto(v, np.clip(value, 0, 255), where=region[..., None])
-    return v
+def _gauss(d2x: np.ndarray, d2y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    two_s2 = np.float32(2) * sigma * sigma
+    two_s2 = np.where(two_s2 > 0, two_s2, np.float32(1))       # sigma 0: as the kernel guards it
+    return np.exp(-d2y / two_s2) * np.exp(-d2x / two_s2)
 
 
 def face_lighting(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Step 5, in place on ``v`` = canvas / 255 [N, 3, H, W] of rows with lighting; returns ``v``."""
+    """Step 5, in place on ``v`` = canvas / 255 [N, C, H, W] (output frame) of rows with lighting."""
     n, _, h, w = v.shape
     lp = t["light_params"]
-    two_s2 = (np.float32(2) * lp[:, 3] * lp[:, 3])[:, None]
-    dx = np.arange(w, dtype=np.float32)[None] + np.float32(0.5) - lp[:, 0:1]
-    dy = np.arange(h, dtype=np.float32)[None] + np.float32(0.5) - lp[:, 1:2]
-    lx, ly = np.exp(-(dx * dx) / two_s2), np.exp(-(dy * dy) / two_s2)
-    v *= (ly[:, :, None] * lx[:, None, :])[:, None]
+    dx = np.trunc(np.arange(w, dtype=np.float32)[None] - lp[:, 0:1])
+    dy = np.trunc(np.arange(h, dtype=np.float32)[None] - lp[:, 1:2])
+    s = lp[:, 3].reshape(n, 1, 1)
+    light = _gauss((dx * dx)[:, None, :], (dy * dy)[:, :, None], s)
+    v *= light[:, None]
     v *= lp[:, 2].reshape(n, 1, 1, 1)
-    np.minimum(v, np.float32(1), out=v)
     peak = v.reshape(n, -1).max(axis=1)
     v /= np.where(peak > 0, peak, np.float32(1)).reshape(n, 1, 1, 1)
     return v
 
 
-def finish(v: np.ndarray, grayscale: bool, normalize: bool, dtype: type) -> np.ndarray:
-    """Step 6 (after the flip) on float32 ``v`` [N, 3, H, W] in [0, 1], in place: grayscale and
-    normalization; returns it as ``dtype``."""
-    if grayscale:
-        v[:, :] = (v[:, 0] * GRAY[0] + v[:, 1] * GRAY[1] + v[:, 2] * GRAY[2])[:, None]
-    if normalize:
-        v -= np.float32(0.5)
-        v /= np.float32(0.5)
-    return v.astype(dtype, copy=False)
+def mask_offset(t: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Step 6's offset [N, 3, H, W] (float32, output frame) of mask3d rows ``t``; ``mask`` [N, H, W]
+    holds their mask pixels in the output frame."""
+    n, h, w = mask.shape
+    yi, xi = np.arange(h).reshape(1, h, 1), np.arange(w).reshape(1, 1, w)
+    box = t["box"].reshape(n, 4, 1, 1)
+    mode = t["m3d_mode"].reshape(n, 1, 1)
+    top = np.where(mode == M3D_BLOCK, t["m3d_rows"][:, 0].reshape(n, 1, 1), box[:, 1])
+    bottom = np.where(mode == M3D_BLOCK, t["m3d_rows"][:, 1].reshape(n, 1, 1), box[:, 3])
+    region = mask & (xi >= box[:, 0]) & (xi < box[:, 2]) & (yi >= top) & (yi < bottom) & (mode != 0)
+    m = t["m3d"]
+    offset = np.zeros((n, h, w), np.float32)
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_LIGHT)
+    if rows.size:
+        mm = m[rows]
+        dx = np.trunc((xi - box[rows, 0]).astype(np.float32) - mm[:, 0].reshape(-1, 1, 1))
+        dy = np.trunc((yi - box[rows, 1]).astype(np.float32) - mm[:, 1].reshape(-1, 1, 1))
+        g = _gauss(dx * dx, dy * dy, mm[:, 2].reshape(-1, 1, 1))
+        offset[rows] = (g - np.float32(0.5)) * np.float32(2) * mm[:, 3].reshape(-1, 1, 1)
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_NOISE)
+    if rows.size:
+        pixel = (yi * w + xi).astype(np.uint32)
+        offset[rows] = m[rows, 0].reshape(-1, 1, 1) * hashed_normal(t["noise_seed"][rows].reshape(-1, 1, 1), pixel)
+    rows = np.flatnonzero(t["m3d_mode"] == M3D_BLOCK)
+    offset[rows] = m[rows, 0].reshape(-1, 1, 1)
+    offset *= region
+    return offset[:, None] * t["m3d_channels"].astype(np.float32).reshape(n, 3, 1, 1)
+
+
+def luma(canvas: np.ndarray) -> np.ndarray:
+    """Pillow's 'L' of uint8 RGB [..., 3] as uint8 [...]."""
+    c = canvas.astype(np.int32)
+    return ((c[..., 0] * LUMA[0] + c[..., 1] * LUMA[1] + c[..., 2] * LUMA[2] + 32768) >> 16).astype(np.uint8)
 
 
 def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
@@ -228,23 +362,40 @@ def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return a
 
 
+def _channels_first(canvas: np.ndarray, grayscale: bool) -> np.ndarray:
+    """uint8 [N, C, H, W]: the canvas, or its luma as one channel."""
+    return luma(canvas)[:, None] if grayscale else canvas.transpose(0, 3, 1, 2)
+
+
+def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type) -> np.ndarray:
+    if normalize:
+        v -= np.float32(0.5)
+        v /= np.float32(0.5)
+    if v.shape[1] != channels:
+        v = np.repeat(v, channels, axis=1)
+    return v.astype(dtype, copy=False)
+
+
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
                     masked_faces: np.ndarray | None = None, masks: np.ndarray | None = None,
-                    grayscale: bool = False, normalize: bool = True,
-                    dtype: type = np.float32) -> dict[str, np.ndarray]:
+                    grayscale: bool = False, normalize: bool = True, dtype: type = np.float32,
+                    gray_channels: int = 1, gray_offset_divisor: float = 3.0,
+                    mask_threshold: int = 128) -> dict[str, np.ndarray]:
     """Apply a parameter table to a batch of uint8 faces [N, H, W, 3].
 
-    ``masked_faces`` [M, H, W, 3] and ``masks`` [M, H, W] (0 where the mask covers the face) hold the
-    offline renders of the rows with ``m3d_slot >= 0``. Returns ``img`` and ``ori`` [N, 3, H, W] of
-    ``dtype``, ``msk`` [N, H, W] int32 (1 clean, 0 occluded) and ``kind`` [N] int8.
+    ``masked_faces`` [M, H, W, 3] and ``masks`` [M, H, W] (values <= ``mask_threshold`` where the mask
+    covers the face) hold the offline renders of the rows with ``m3d_slot >= 0``. Returns ``img`` and
+    ``ori`` [N, C, H, W] of ``dtype`` (C = 3, or ``gray_channels`` with grayscale), ``msk`` [N, H, W]
+    int32 (1 clean, 0 occluded) and ``kind`` [N] int8.
     """
     n, h, w, _ = faces.shape
+    channels = gray_channels if grayscale else 3
     canvas = faces.copy()
     occluded = np.zeros((n, h, w), bool)
     m3d = np.flatnonzero(t["m3d_slot"] >= 0)
     if m3d.size:
         canvas[m3d] = masked_faces[t["m3d_slot"][m3d]]
-        occluded[m3d] = masks[t["m3d_slot"][m3d]] < 128
+        occluded[m3d] = masks[t["m3d_slot"][m3d]] <= mask_threshold
     shapes = np.flatnonzero(np.isin(t["kind"], (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON)))
     if shapes.size:
         covered = shape_coverage(t[shapes], h, w)
@@ -257,21 +408,23 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
             sub, sub_occluded = canvas[rows], occluded[rows]
             occlude_web(sub, sub_occluded, t[rows], atlas)
             canvas[rows], occluded[rows] = sub, sub_occluded
-    v = canvas.transpose(0, 3, 1, 2).astype(np.float32)
-    if m3d.size:
-        augmented = augment_mask_pixels(canvas[m3d].astype(np.float32), occluded[m3d], t[m3d])
-        v[m3d] = augmented.transpose(0, 3, 1, 2)
+    v = _flip_rows(_channels_first(canvas, grayscale).astype(np.float32, order="C"), t["flip"])
+    msk = _flip_rows(~occluded, t["flip"])
     v *= np.float32(1 / 255)
     lit = np.flatnonzero(t["light"] == 1)
     if lit.size == n:
         face_lighting(v, t)
     elif lit.size:
         v[lit] = face_lighting(v[lit], t[lit])
-    img = finish(_flip_rows(v, t["flip"]), grayscale, normalize, dtype)
-    clean = _flip_rows(faces.transpose(0, 3, 1, 2).copy(), t["flip"])
-    if grayscale:
-        ori = finish(clean * np.float32(1 / 255), grayscale, normalize, dtype)
-    else:
-        ori = finish(np.arange(256, dtype=np.float32) * np.float32(1 / 255), False, normalize, dtype)[clean]
-    msk = _flip_rows(~occluded, t["flip"]).astype(np.int32)
-    return {"img": img, "msk": msk, "ori": ori, "kind": t["kind"].astype(np.int8)}
+    aug = np.flatnonzero(t["m3d_mode"] != 0)
+    if aug.size:
+        offset = mask_offset(t[aug], ~msk[aug])
+        if grayscale:
+            offset = (offset[:, 0] * OFFSET_LUMA[0] + offset[:, 1] * OFFSET_LUMA[1]
+                      + offset[:, 2] * OFFSET_LUMA[2])[:, None] / np.float32(gray_offset_divisor)
+        v[aug] -= offset
+    img = _finish(v, normalize, channels, dtype)
+    clean = _flip_rows(_channels_first(faces, grayscale).copy(), t["flip"])
+    scale = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
+    ori = _finish(scale[clean], normalize, channels, dtype)
+    return {"img": img, "msk": msk.astype(np.int32), "ori": ori, "kind": t["kind"].astype(np.int8)}

@@ -1,7 +1,9 @@
 """Host-side sampling: a NumPy Generator, seeded by (seed, shard, epoch, batch), fills the parameter table.
 
 All randomness of the augmentation lives here; the apply step (kernel or twin) is deterministic
-given the table. The distributions are MSML's, with every number taken from the profile.
+given the table. The distributions are those of MSML's code (``datasets/augment/rand_occ.py`` and
+``datasets/load_dataset.py``), with every number taken from the profile. Lengths given for a
+112 x 112 image scale with the image size.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from .atlas import OccluderBank
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, SUB, empty_params
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, empty_params
 from .profiles import Profile
 
 
@@ -21,16 +23,10 @@ def batch_rng(seed: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.r
     return np.random.default_rng([int(seed), int(shard), int(epoch), int(batch)])
 
 
-def _sub(v: np.ndarray) -> np.ndarray:
-    return np.rint(np.asarray(v) * SUB).astype(np.int32)
-
-
-def _add_vertex(vx: np.ndarray, vy: np.ndarray, count: np.ndarray, on: np.ndarray, x: np.ndarray,
-                y: np.ndarray) -> None:
-    rows = np.flatnonzero(on)
-    vx[rows, count[rows]] = x[rows]
-    vy[rows, count[rows]] = y[rows]
-    count[rows] += 1
+def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> np.ndarray:
+    """MSML's ``int((base + k * step) * extent)``."""
+    base, step = spec[0], spec[1]
+    return ((base + k * step) * extent).astype(int)
 
 
 class Sampler:
@@ -49,17 +45,31 @@ class Sampler:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """A parameter table of ``n`` rows (see ``ops.params.PARAM_FIELDS``)."""
+        probs = np.asarray(self.profile.kind_probabilities())
+        return self._fill(n, rng, rng.choice(len(Kind), size=n, p=probs / probs.sum()))
+
+    def sample_ori(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """MSML's ``ori``: a second, independent occlusion of the clean face from the same mix without
+        mask3d; no lighting, no flip of its own (the operator applies the img's flip)."""
+        probs = np.asarray(self.profile.kind_probabilities())
+        probs[Kind.MASK3D] = 0
+        if probs.sum() == 0:
+            probs[Kind.NONE] = 1
+        t = self._fill(n, rng, rng.choice(len(Kind), size=n, p=probs / probs.sum()))
+        t["light"] = 0
+        t["light_params"] = 0
+        return t
+
+    def _fill(self, n: int, rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
         p = self.profile
         h, w = self.size
         t = empty_params(n)
-        t["kind"] = rng.choice(len(Kind), size=n, p=np.asarray(p.kind_probabilities()) /
-                               sum(p.kind_probabilities()))
+        t["kind"] = kinds
         t["flip"] = rng.random(n) < p.flip_p
         t["noise_seed"] = rng.integers(0, 2**32, size=n, dtype=np.uint32)
         lit = rng.random(n) < p.lighting.p
         t["light"] = lit
-        t["light_params"] = np.stack([rng.uniform(0, w, n), rng.uniform(0, h, n),
-                                      rng.uniform(*p.lighting.gain, n),
+        t["light_params"] = np.stack([w * rng.random(n), h * rng.random(n), rng.uniform(*p.lighting.gain, n),
                                       np.full(n, p.lighting.sigma * w / 112)], axis=1) * lit[:, None]
         for kind, fill in [(Kind.RECTANGLE, self._rectangles), (Kind.ELLIPSE, self._ellipses),
                            (Kind.POLYGON, self._polygons), (Kind.GLASSES, self._glasses),
@@ -76,24 +86,31 @@ class Sampler:
         h, w = self.size
         r = self.profile.rectangle
         n = t.size
-        ratio = rng.integers(r.area_percent[0], r.area_percent[1] + 1, n) / 100
+        ratio = rng.integers(r.area_percent[0], r.area_percent[1] + 1, n) * 0.01
+        area = (w * h * ratio).astype(int)
         width = rng.integers((w * ratio).astype(int) + 1, w + 1)
-        height = np.minimum((w * h * ratio / width).astype(int), h)
+        height = np.minimum(area // width, h)
         x0 = rng.integers(0, w - width + 1)
         y0 = rng.integers(0, h - height + 1)
         t["box"] = np.stack([x0, y0, x0 + width, y0 + height], axis=1)
         t["colour"] = rng.integers(r.colour[0], r.colour[1] + 1, (n, 3))
         return t
 
+    def _centres(self, lo_hi: tuple[float, float], n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        h, w = self.size
+        cy = rng.integers(int(lo_hi[0] * h), int(lo_hi[1] * h), n)
+        cx = rng.integers(int(lo_hi[0] * w), int(lo_hi[1] * w), n)
+        return cx, cy
+
     def _ellipses(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = self.size
         e = self.profile.ellipse
         n = t.size
-        cy = rng.uniform(e.centre[0] * h, e.centre[1] * h, n)
-        cx = rng.uniform(e.centre[0] * w, e.centre[1] * w, n)
-        a_h = rng.uniform(e.min_semi_axis * h / 112, np.minimum(cy, h - cy))
-        a_w = w * h * rng.uniform(*e.area_ratio, n) / (math.pi * a_h)
-        t["ellipse"] = np.stack([_sub(cx), _sub(cy), _sub(a_w), _sub(a_h)], axis=1)
+        cx, cy = self._centres(e.centre, n, rng)
+        lo = int(e.min_semi_axis * h / 112)
+        b = rng.integers(lo, np.maximum(np.minimum(cy, h - cy), lo + 1))
+        a = (h * w * rng.uniform(*e.area_ratio, n) / (e.pi * b)).astype(int)
+        t["ellipse"] = np.stack([cx, cy, a, b], axis=1)
         t["colour"] = rng.integers(e.colour[0], e.colour[1] + 1, (n, 3))
         return t
 
@@ -102,25 +119,32 @@ class Sampler:
         g = self.profile.polygon
         n = t.size
         points = rng.integers(g.points[0], g.points[1] + 1, n)
-        radius = rng.uniform(g.radius[0] * h, g.radius[1] * h, n)
-        cx = rng.uniform(g.centre[0] * w, g.centre[1] * w, n)
-        cy = rng.uniform(g.centre[0] * h, g.centre[1] * h, n)
-        angle = rng.uniform(0, 2 * math.pi, n)
+        cx, cy = self._centres(g.centre, n, rng)
+        radius = rng.integers(int(g.radius[0] * h), max(int(g.radius[1] * h), int(g.radius[0] * h) + 1), n)
+        inner = radius / rng.uniform(*g.inner_divisor, n)
         step = 2 * math.pi / points
-        vx = np.zeros((n, MAX_VERTICES))
-        vy = np.zeros((n, MAX_VERTICES))
-        count = np.zeros(n, int)
+        vx = np.zeros((n, MAX_VERTICES), np.int64)
+        vy = np.zeros((n, MAX_VERTICES), np.int64)
+        vx[:, 0], vy[:, 0] = cx + radius, cy      # start angle 0
+        count = np.ones(n, int)
+        outer_angle = np.zeros(n)
+        inner_angle = np.zeros(n)
+        rows = np.arange(n)
         for i in range(g.points[1]):
             active = i < points
-            outer_step = step * rng.uniform(*g.outer_step, n)
-            angle = angle + np.where(active & (i > 0), outer_step, 0.0)
-            _add_vertex(vx, vy, count, active, cx + radius * np.cos(angle), cy + radius * np.sin(angle))
-            inner = active & (rng.random(n) < g.inner_p)
-            theta = angle + step / 2 * rng.uniform(*g.inner_step, n)
-            r = radius / rng.uniform(*g.inner_divisor, n)
-            _add_vertex(vx, vy, count, inner, cx + r * np.cos(theta), cy + r * np.sin(theta))
+            outer_angle = outer_angle + np.where(active, step * rng.uniform(*g.outer_step, n), 0.0)
+            r = rows[active]
+            vx[r, count[r]] = np.trunc(cx + radius * np.cos(outer_angle))[r]
+            vy[r, count[r]] = np.trunc(cy + radius * np.sin(outer_angle))[r]
+            count[r] += 1
+            on = active & (rng.random(n) > 1 - g.inner_p)
+            inner_angle = inner_angle + np.where(on, step * rng.uniform(*g.inner_step, n), 0.0)
+            r = rows[on]
+            vx[r, count[r]] = np.trunc(cx + inner * np.cos(inner_angle))[r]
+            vy[r, count[r]] = np.trunc(cy + inner * np.sin(inner_angle))[r]
+            count[r] += 1
         t["n_vertices"] = count
-        t["vx"], t["vy"] = _sub(vx), _sub(vy)
+        t["vx"], t["vy"] = vx, vy
         t["colour"] = rng.integers(g.colour[0], g.colour[1] + 1, (n, 3))
         return t
 
@@ -131,11 +155,12 @@ class Sampler:
         return members[rng.integers(0, members.size, n)]
 
     def _place(self, t: np.ndarray, entries: np.ndarray, width: np.ndarray, height: np.ndarray,
-               x0: np.ndarray, y0: np.ndarray) -> None:
+               x0: np.ndarray, y0: np.ndarray, replace_alpha: int, mask_alpha: int) -> None:
         t["atlas"] = entries
         sh, sw = self.bank.sizes[entries].T
         t["src"] = np.stack([np.zeros_like(sw), np.zeros_like(sh), sw, sh], axis=1)
         t["box"] = np.stack([x0, y0, x0 + np.maximum(width, 1), y0 + np.maximum(height, 1)], axis=1)
+        t["replace_alpha"], t["mask_alpha"] = replace_alpha, mask_alpha
 
     def _glasses(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = self.size
@@ -144,25 +169,24 @@ class Sampler:
         have = [grp for grp in ("glasses", "eyeglasses") if self.bank.count(grp)]
         use_eye = rng.random(n) < g.eyeglasses_p if len(have) == 2 else np.full(n, have == ["eyeglasses"])
         entries = np.where(use_eye, self._pick(have[-1], n, rng), self._pick(have[0], n, rng))
-        width = np.rint(g.size[0] * w * rng.uniform(*g.scale, n)).astype(int)
-        height = np.rint(g.size[1] * h * rng.uniform(*g.scale, n)).astype(int)
-        x0 = ((g.x[0] + g.x[1] * rng.integers(g.x[2], g.x[3] + 1, n)) * w).astype(int)
-        y0 = ((g.y[0] + g.y[1] * rng.integers(g.y[2], g.y[3] + 1, n)) * h).astype(int)
-        self._place(t, entries, width, height, x0, y0)
-        t["blend"], t["replace_alpha"], t["mask_alpha"] = 0, g.replace_alpha, g.mask_alpha
+        width = (w * g.size[0] * rng.uniform(*g.scale, n)).astype(int)
+        height = (h * g.size[1] * rng.uniform(*g.scale, n)).astype(int)
+        x0 = _offset(g.x, rng.integers(g.x[2], g.x[3] + 1, n), w)
+        y0 = _offset(g.y, rng.integers(g.y[2], g.y[3] + 1, n), h)
+        self._place(t, entries, width, height, x0, y0, g.replace_alpha, g.mask_alpha)
         return t
 
     def _scarves(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = self.size
         s = self.profile.scarf
         n = t.size
+        entries = self._pick("scarf", n, rng)
         side = s.size * w / 112
         width = (side * rng.uniform(*s.scale, n)).astype(int)
         height = (side * rng.uniform(*s.scale, n)).astype(int)
-        x0 = ((s.x[0] + s.x[1] * rng.integers(s.x[2], s.x[3] + 1, n)) * w).astype(int)
-        y0 = ((s.y[0] + s.y[1] * rng.integers(s.y[2], s.y[3] + 1, n)) * w).astype(int)
-        self._place(t, self._pick("scarf", n, rng), width, height, x0, y0)
-        t["blend"], t["mask_alpha"] = 1, s.mask_alpha
+        x0 = _offset(s.x, rng.integers(s.x[2], s.x[3] + 1, n), w)
+        y0 = _offset(s.y, rng.integers(s.y[2], s.y[3] + 1, n), w)
+        self._place(t, entries, width, height, x0, y0, s.replace_alpha, s.mask_alpha)
         return t
 
     def _objects(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -174,13 +198,9 @@ class Sampler:
         width = (side * rng.uniform(*o.scale, n)).astype(int)
         height = (side * rng.uniform(*o.scale, n)).astype(int)
         lo, hi = o.position_percent
-        x0 = (rng.integers(lo, hi + 1, n) / 100 * w).astype(int)
-        y0 = (rng.integers(lo, hi + 1, n) / 100 * h).astype(int)
-        self._place(t, entries, width, height, x0, y0)
-        eh, ew = self.bank.sizes[entries].T
-        crop = np.minimum(eh, ew)                       # centre-cropped square, aspect kept
-        t["src"] = np.stack([(ew - crop) // 2, (eh - crop) // 2, crop, crop], axis=1)
-        t["blend"], t["mask_alpha"] = 1, o.mask_alpha
+        x0 = (rng.integers(lo, hi + 1, n) * 0.01 * w).astype(int)
+        y0 = (rng.integers(lo, hi + 1, n) * 0.01 * h).astype(int)
+        self._place(t, entries, width, height, x0, y0, o.replace_alpha, o.mask_alpha)
         return t
 
     # -- offline 3D masks -------------------------------------------------------------------------
@@ -189,25 +209,30 @@ class Sampler:
         h, w = self.size
         m = self.profile.mask3d
         n = t.size
+        sx, sy = w / 112, h / 112
+
+        def bound(spec: tuple[int, int, int], scale: float) -> np.ndarray:
+            return ((spec[0] + rng.integers(spec[1], spec[2] + 1, n)) * scale).astype(int)
+
         t["m3d_slot"] = np.arange(n)
         names = ["light", "noise", "block"]
         probs = np.asarray([m.modes.get(k, 0.0) for k in names])
         mode = np.asarray([M3D_LIGHT, M3D_NOISE, M3D_BLOCK])[rng.choice(3, n, p=probs / probs.sum())]
-        bw = np.maximum((rng.uniform(*m.box_size, n) * w).astype(int), 1)
-        bh = np.maximum((rng.uniform(*m.box_size, n) * h).astype(int), 1)
-        x0 = rng.integers(0, w - bw + 1)
-        y0 = rng.integers(0, h - bh + 1)
-        t["box"] = np.stack([x0, y0, x0 + bw, y0 + bh], axis=1)
+        left, right = bound(m.left, sx), bound(m.right, sx)
+        top, bottom = int(m.rows[0] * sy), int(m.rows[1] * sy)
+        t["box"] = np.stack([left, np.full(n, top), right, np.full(n, bottom)], axis=1)
         t["m3d_mode"] = mode
-        light_cx = x0 + rng.random(n) * bw
-        light_cy = y0 + rng.random(n) * bh
-        sigma = rng.uniform(*m.light_sigma, n) * w / 112
-        gain = rng.uniform(*m.light_gain, n)
-        noise = rng.uniform(*m.noise_sigma, n)
-        t["m3d"] = np.where((mode == M3D_LIGHT)[:, None], np.stack([light_cx, light_cy, sigma, gain], 1),
-                            np.stack([noise, 0 * noise, 0 * noise, 0 * noise], 1))
-        t["m3d"][mode == M3D_BLOCK] = 0
-        jitter = np.where(rng.random((n, 3)) < m.jitter_p, rng.uniform(*m.jitter, (n, 3)), 1.0)
-        t["jitter"] = np.where((mode == M3D_BLOCK)[:, None], 1.0, jitter)
-        t["colour"] = np.where((mode == M3D_BLOCK) & (rng.random(n) < 0.5), 255, 0)[:, None]
+        t["m3d_rows"] = np.stack([bound(m.block_top, sy), bound(m.block_bottom, sy)], axis=1)
+        sign = rng.integers(0, 2, n) * 2 - 1
+        bw, bh = right - left, bottom - top
+        light_cx = left + bw * rng.random(n)
+        light_cy = top + bh * rng.random(n)
+        edge = np.maximum(bw, bh)
+        sigma = rng.uniform((edge / m.light_sigma).astype(int), (edge * m.light_sigma).astype(int))
+        light = np.stack([light_cx, light_cy, sigma, m.light_amplitude * sign], axis=1)
+        other = np.zeros((n, 4))
+        other[:, 0] = np.where(mode == M3D_NOISE, m.noise_std, m.block_value * sign)
+        t["m3d"] = np.where((mode == M3D_LIGHT)[:, None], light, other)
+        channels = rng.random((n, 3)) < m.channel_p
+        t["m3d_channels"] = np.where((mode == M3D_BLOCK)[:, None], True, channels)
         return t

@@ -9,7 +9,6 @@ from scipy import stats
 
 from ops import FaceOccluder, Kind, load_profile
 from ops.atlas import OccluderBank, default_bank
-from ops.params import SUB
 from ops.sampler import Sampler, batch_rng
 
 
@@ -89,8 +88,9 @@ def test_images_without_alpha_get_their_background_keyed_out(tmp_path):
     img[10:30, 15:45] = (200, 30, 30)
     Image.fromarray(img).save(tmp_path / "scarf_crop" / "red.jpg", quality=95)
     bank = OccluderBank.from_folder(tmp_path)
-    h, w = bank.sizes[0]
-    assert abs(h - 20) <= 2 and abs(w - 30) <= 2  # cropped to the keyed-out object
+    assert tuple(bank.sizes[0]) == (90, 90)  # the whole image resized, as MSML prepares scarves
+    alpha = bank.atlas[0, :90, :90, 3]
+    assert alpha[0, 0] == 0 and alpha[45, 45] == 255  # background keyed out, the object kept
 
 
 def test_folder_without_usable_images_is_refused(tmp_path):
@@ -144,25 +144,37 @@ def test_rectangles_follow_msml(bank):
 
 def test_shapes_and_web_placements_follow_msml(bank):
     t = Sampler(load_profile("ms1m"), bank).sample(30000, batch_rng(2))
-    e = t[t["kind"] == Kind.ELLIPSE]["ellipse"] / SUB
-    assert e[:, 0].min() >= 112 / 5 - 0.1 and e[:, 0].max() <= 4 * 112 / 5 + 0.1
-    assert e[:, 3].min() >= 20 - 0.1 and np.all(e[:, 3] <= np.minimum(e[:, 1], 112 - e[:, 1]) + 0.1)
-    ratio = np.pi * e[:, 2] * e[:, 3] / 112**2
-    assert ratio.min() >= 0.2 - 0.01 and ratio.max() <= 0.4 + 0.01
+    e = t[t["kind"] == Kind.ELLIPSE]["ellipse"]
+    assert e[:, 0].min() == 22 and e[:, 0].max() == 88 and e[:, 1].min() == 22 and e[:, 1].max() == 88
+    assert e[:, 3].min() == 20 and np.all(e[:, 3] < np.minimum(e[:, 1], 112 - e[:, 1]))
+    ratio = 3.14 * e[:, 2] * e[:, 3] / 112**2                      # a = int(H W r / (3.14 b))
+    assert ratio.max() <= 0.4 and ratio.min() >= 0.2 - 3.14 * e[:, 3].max() / 112**2
     p = t[t["kind"] == Kind.POLYGON]
-    assert p["n_vertices"].min() >= 4 and p["n_vertices"].max() <= 20
+    assert p["n_vertices"].min() == 5 and p["n_vertices"].max() <= 21   # n + 1 outer, up to n inner
+    first = p["vx"][:, 0] - p["vx"][:, 1:].max(axis=1)
+    assert (first >= -1).mean() > 0.9                                   # start angle 0: (cx + R, cy)
     g = t[t["kind"] == Kind.GLASSES]["box"]
     assert set(np.unique(g[:, 0])) <= {int((0.12 + 0.02 * k) * 112) for k in range(-5, 6)}
     assert set(np.unique(g[:, 1])) <= {int((0.30 + 0.01 * k) * 112) for k in range(-5, 6)}
-    gw = g[:, 2] - g[:, 0]
-    assert gw.min() >= round(80 / 120 * 112 / 1.1) - 1 and gw.max() <= round(80 / 120 * 112 * 1.1) + 1
+    gw, gh = g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
+    assert (gw.min(), gw.max(), gh.min(), gh.max()) == (67, 82, 33, 41)     # truncated, not rounded
     s = t[t["kind"] == Kind.SCARF]["box"]
-    assert (s[:, 2] - s[:, 0]).max() <= 90 and (s[:, 2] - s[:, 0]).min() >= int(90 / 1.1) - 1
+    sw = s[:, 2] - s[:, 0]
+    assert (sw.min(), sw.max()) == (81, 89)
     o = t[t["kind"] == Kind.OBJECT]
     ow = o["box"][:, 2] - o["box"][:, 0]
-    assert ow.min() >= 55 and ow.max() <= 110 and np.all(o["src"][:, 2] == o["src"][:, 3])
+    assert ow.min() == 55 and ow.max() == 109 and np.all(o["src"][:, 2:] == 55)   # the whole 55 x 55 square
     m = t[t["kind"] == Kind.MASK3D]
     assert m["m3d_slot"].tolist() == list(range(len(m)))
     assert (t["m3d_slot"][t["kind"] != Kind.MASK3D] == -1).all()
     modes = np.bincount(m["m3d_mode"], minlength=4)[1:] / len(m)
     assert modes == pytest.approx([4 / 11, 2 / 11, 5 / 11], abs=0.03)
+    box = m["box"]
+    assert (box[:, 0].min(), box[:, 0].max(), box[:, 2].min(), box[:, 2].max()) == (20, 60, 80, 110)
+    assert set(box[:, 1]) == {1} and set(box[:, 3]) == {111}
+    rows = m["m3d_rows"]
+    assert (rows[:, 0].min(), rows[:, 0].max(), rows[:, 1].min(), rows[:, 1].max()) == (20, 59, 80, 109)
+    light = m[m["m3d_mode"] == 1]["m3d"]
+    assert light[:, 2].min() >= 73 and light[:, 2].max() < 165 and set(np.abs(light[:, 3])) == {np.float32(0.4)}
+    chosen = m[m["m3d_mode"] != 3]["m3d_channels"]
+    assert chosen.mean() == pytest.approx(0.5, abs=0.03) and (m[m["m3d_mode"] == 3]["m3d_channels"] == 1).all()

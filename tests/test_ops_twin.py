@@ -46,7 +46,10 @@ def test_output_shapes_and_dtypes():
     assert out["img"].shape == out["ori"].shape == (16, 3, 112, 112) and out["img"].dtype == np.float32
     assert out["msk"].shape == (16, 112, 112) and out["msk"].dtype == np.int32
     assert out["kind"].dtype == np.int8 and set(np.unique(out["msk"])) <= {0, 1}
-    assert out["img"].min() >= -1 and out["img"].max() <= 1
+    plain = out["kind"] != Kind.MASK3D      # MSML does not clip the mask offsets (noise: std 2 normalized)
+    assert out["img"][plain].min() >= -1 and out["img"][plain].max() <= 1
+    bound = 2 * (0.5 + 2 * np.sqrt(3)) + 1e-5   # the hashed normal is bounded at +-2 sqrt(3)
+    assert np.abs(out["img"]).max() <= bound and out["ori"].min() >= -1 and out["ori"].max() <= 1
     half = FaceOccluder(seed=0, dtype=np.float16)(faces, masked, masks)
     assert half["img"].dtype == np.float16
     assert np.abs(half["img"].astype(np.float32) - out["img"]).max() < 2e-3
@@ -96,6 +99,8 @@ def test_mask3d_rows_carry_the_rendered_mask_and_clean_ori():
 
 
 def test_mask_pixel_augmentation_stays_inside_mask_and_box():
+    """Offsets (MSML: after lighting, in [0, 1] units, not clipped) touch only mask pixels inside the
+    row's box (block: its own rows); block subtracts exactly +-1."""
     p = load_profile("ms1m")
     p = dataclasses.replace(p, kinds={"mask3d": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0),
                             flip_p=0.0, normalize=False)
@@ -104,18 +109,28 @@ def test_mask_pixel_augmentation_stays_inside_mask_and_box():
     masked, masks = _masks(64)
     table = occ.sample(64)
     out = occ.apply(faces, table, masked, masks)
-    img = np.rint(_to_hwc(out["img"]) * 255).astype(int)
-    changed = np.any(img != masked, axis=-1)
+    offset = masked / np.float32(255) - _to_hwc(out["img"])
+    changed = np.any(np.abs(offset) > 1e-6, axis=-1)
     ys, xs = np.mgrid[:112, :112]
+    assert changed.any()
     for i, row in enumerate(table):
         x0, y0, x1, y1 = row["box"]
-        region = (masks[i] < 128) & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+        if row["m3d_mode"] == M3D_BLOCK:
+            y0, y1 = row["m3d_rows"]
+        region = (masks[i] <= 128) & (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
         assert not changed[i][~region].any()
         if row["m3d_mode"] == M3D_BLOCK and region.any():
-            assert (img[i][region] == row["colour"][0]).all()
+            assert np.allclose(offset[i][region], row["m3d"][0], atol=1e-6) and abs(row["m3d"][0]) == 1
+        if row["m3d_mode"] == M3D_LIGHT:
+            assert np.abs(offset[i]).max() <= 0.4 + 1e-6
+        if row["m3d_mode"] != M3D_BLOCK:
+            on = row["m3d_channels"].astype(bool)
+            assert not np.abs(offset[i][..., ~on]).max(initial=0) > 1e-6     # untouched channels
 
 
-def test_flip_mirrors_img_msk_and_ori_identically():
+def test_flip_mirrors_msk_and_ori_and_the_occlusion():
+    """The occluder is drawn in the unflipped frame and mirrored with the face; lighting and the mask3d
+    boxes belong to the output frame (MSML flips before them), so only rows without them mirror img."""
     occ = FaceOccluder(seed=2)
     faces = _faces(32, seed=4)
     masked, masks = _masks(32)
@@ -124,20 +139,48 @@ def test_flip_mirrors_img_msk_and_ori_identically():
     straight = occ.apply(faces, table, masked, masks)
     table["flip"] = 1
     flipped = occ.apply(faces, table, masked, masks)
-    for key in ("img", "ori"):
-        assert np.allclose(flipped[key], straight[key][..., ::-1], atol=1e-6)
+    assert np.allclose(flipped["ori"], straight["ori"][..., ::-1], atol=1e-6)
     assert np.array_equal(flipped["msk"], straight["msk"][..., ::-1])
+    table["light"], table["m3d_mode"] = 0, 0
+    flipped = occ.apply(faces, table, masked, masks)
+    table["flip"] = 0
+    straight = occ.apply(faces, table, masked, masks)
+    assert np.allclose(flipped["img"], straight["img"][..., ::-1], atol=1e-6)
 
 
-def test_lighting_peaks_at_one_and_grayscale_has_equal_channels():
-    p = dataclasses.replace(load_profile("ms1m"), grayscale=True, normalize=False)
+def test_lighting_peaks_at_one_and_grayscale_has_one_channel():
+    p = dataclasses.replace(load_profile("ms1m"), grayscale=True, normalize=False, flip_p=0.0)
     occ = FaceOccluder(profile=p, seed=6, has_masks=False)
-    out = occ(_faces(16, seed=5))
-    img = out["img"]
-    assert np.allclose(img[:, 0], img[:, 1]) and np.allclose(img[:, 1], img[:, 2])
+    faces = _faces(16, seed=5)
+    out = occ(faces)
+    assert out["img"].shape == out["ori"].shape == (16, 1, 112, 112)
+    assert np.allclose(out["img"].reshape(16, -1).max(axis=1), 1.0)
+    from PIL import Image
+
+    luma = np.stack([np.array(Image.fromarray(f).convert("L")) for f in faces])
+    assert np.array_equal(np.rint(out["ori"][:, 0] * 255).astype(int), luma)   # Pillow's 'L', as MSML
+    three = FaceOccluder(profile=dataclasses.replace(p, gray_channels=3), seed=6, has_masks=False)(faces)
+    assert three["img"].shape == (16, 3, 112, 112) and np.array_equal(three["img"][:, 1], out["img"][:, 0])
     p2 = dataclasses.replace(load_profile("ms1m"), normalize=False)
     color = FaceOccluder(profile=p2, seed=6, has_masks=False)(_faces(16, seed=5))["img"]
     assert np.allclose(color.reshape(16, -1).max(axis=1), 1.0)
+
+
+def test_ori_occluded_is_a_second_independent_draw():
+    p = dataclasses.replace(load_profile("ms1m"), ori="occluded")
+    occ = FaceOccluder(profile=p, seed=3)
+    faces = _faces(64, seed=6)
+    masked, masks = _masks(64)
+    table = occ.sample(64)
+    out = occ.apply(faces, table, masked, masks)
+    ori_table = occ.sample_ori(table)
+    assert np.array_equal(ori_table, occ.sample_ori(table))                 # a pure function of the table
+    assert (ori_table["kind"] != Kind.MASK3D).all() and not ori_table["light"].any()
+    assert (ori_table["kind"] != table["kind"]).any()
+    clean = FaceOccluder(seed=3).apply(faces, table, masked, masks)
+    differs = np.abs(out["ori"] - clean["ori"]).reshape(64, -1).max(axis=1) > 1e-6
+    assert np.array_equal(differs, ori_table["kind"] != Kind.NONE)
+    assert np.array_equal(out["img"], clean["img"]) and np.array_equal(out["msk"], clean["msk"])
 
 
 def test_bad_batches_are_refused():
