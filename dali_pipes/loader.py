@@ -144,13 +144,12 @@ class FaceOcclusionLoader:
         import cupy as cp
         import torch
 
-        p = self.occluder.profile
         with cp.cuda.Device(self.device_id):
             stream = cp.cuda.ExternalStream(torch.cuda.current_stream(self.device_id).cuda_stream)
             with stream:  # everything on torch's current stream: no extra synchronization needed
                 arrays = {k: cp.from_dlpack(v) for k, v in out.items()}
-                res = occlude_device(self.occluder._gpu, arrays["face"], arrays["meta"], arrays.get("masked"),
-                                     arrays.get("mask"), p.grayscale, p.normalize, self.occluder.dtype)
+                res = occlude_device(self.occluder, arrays["face"], arrays["meta"], arrays.get("masked"),
+                                     arrays.get("mask"))
                 return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
 
     def _handed_off(self, out: dict) -> dict:

@@ -33,21 +33,20 @@ GPU_OUTPUTS = ("face", "meta", "masked", "mask")           # GPU mode; masked/ma
 RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: the record path alone
 
 
-def occlude_device(gpu: Any, faces: Any, params: Any, masked: Any, masks: Any, grayscale: bool,
-                   normalize: bool, dtype: Any, stream: Any = None) -> dict:
+def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, masks: Any, stream: Any = None) -> dict:
     """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
     uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
     masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
-    on CuPy's current stream. ``gpu`` is an ``ops.gpu.GpuOccluder``. Returns ``img``, ``msk``,
-    ``ori``, ``kind`` as CuPy arrays."""
+    on CuPy's current stream, with every option of ``occ``'s profile (``FaceOccluder.apply_device``).
+    Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy arrays."""
     if params.shape[1] != ROW:
         params = params[:, :ROW]
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
     if stream is None:
-        return gpu.apply_device(faces, params, masked, masks, grayscale, normalize, dtype)
+        return occ.apply_device(faces, params, masked, masks)
     with stream:
-        return gpu.apply_device(faces, params, masked, masks, grayscale, normalize, dtype)
+        return occ.apply_device(faces, params, masked, masks)
 
 
 def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
@@ -92,14 +91,12 @@ class OcclusionStep:
     def __call__(self, faces: list, params: list, masked: list | None = None, masks: list | None = None
                  ) -> tuple[list, ...]:
         occ = self.occluder
-        p = occ.profile
         if occ.device == "gpu":
             import cupy as cp
 
             xp = cp
-            out = occlude_device(occ._gpu, cp.stack(faces), cp.stack(params),
-                                 None if masked is None else cp.stack(masked),
-                                 None if masks is None else cp.stack(masks), p.grayscale, p.normalize, occ.dtype)
+            out = occlude_device(occ, cp.stack(faces), cp.stack(params), None if masked is None else cp.stack(masked),
+                                 None if masks is None else cp.stack(masks))
             parts = [out]
         else:
             xp = np

@@ -123,7 +123,7 @@ def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_strea
 
     calls = []
 
-    class Gpu:
+    class Occluder:
         def apply_device(self, *args):
             calls.append(args)
             return {"img": 1}
@@ -140,10 +140,10 @@ def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_strea
     meta = np.zeros((4, META_BYTES), np.uint8)
     faces = np.zeros((4, 8, 8, 3), np.uint8)
     masks = np.zeros((4, 8, 8, 1), np.uint8)
-    occlude_device(Gpu(), faces, meta, faces, masks, False, True, np.float32, Stream())
+    occlude_device(Occluder(), faces, meta, faces, masks, Stream())
     faces_, params, masked, masks_, *_ = calls[0]
     assert params.shape == (4, ROW) and masks_.shape == (4, 8, 8) and Stream.entered == 1
-    occlude_device(Gpu(), faces, meta[:, :ROW], None, None, False, True, np.float32)
+    occlude_device(Occluder(), faces, meta[:, :ROW], None, None)
     assert calls[1][1].shape == (4, ROW) and calls[1][2] is None
 
 
