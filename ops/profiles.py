@@ -169,7 +169,7 @@ class Profile:
         for name, (lo, hi), low, high in checks:
             if not (low <= lo <= hi <= high):
                 raise ValueError(f"{name} = ({lo}, {hi}) must satisfy {low} <= lo <= hi <= {high}")
-        for name, (lo, hi) in [("mask3d.light_sigma", self.mask3d.light_sigma),
+        for name, (lo, hi) in [("mask3d.light_sigma", (self.mask3d.light_sigma,) * 2),
                                ("lighting.sigma", (self.lighting.sigma,) * 2)]:
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} = {lo if lo == hi else (lo, hi)} must be > 0 (a Gaussian's width)")

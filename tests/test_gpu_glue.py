@@ -135,23 +135,27 @@ def test_render_command_runs_on_local_rank(cp, small_dataset, monkeypatch):
 
 def test_spec_guards_mask3d_light_sigma_zero_as_the_kernel_does():
     """The kernel takes 2 sigma^2 = 1 when sigma is 0; the spec divided by zero (NaN at the centre, no
-    light elsewhere)."""
+    light elsewhere). With the guard, sigma 0 gives exactly what sigma = 1/sqrt(2) gives."""
     occ = FaceOccluder(dataclasses.replace(load_profile("ms1m"), kinds={"mask3d": 1.0}), seed=2)
     faces = real_faces(2)
     t = occ.sample(2)
-    t["m3d_mode"], t["m3d_slot"], t["flip"], t["light"], t["jitter"] = 1, [0, 1], 0, 0, 1.0
+    t["m3d_mode"], t["m3d_slot"], t["flip"], t["light"] = 1, [0, 1], 0, 0
+    t["m3d_channels"] = 1
     t["box"] = [0, 0, 112, 112]
-    t["m3d"] = [40.5, 60.5, 0.0, 0.5]                               # sigma 0, gain 0.5, centre on pixel (40, 60)
+    t["m3d"] = [40.0, 60.0, 0.0, 0.4]                               # sigma 0, amplitude 0.4
     masks = np.zeros(faces.shape[:3], np.uint8)                     # the whole face is mask
     img = apply_reference(faces, t, occ.bank.atlas, faces, masks, normalize=False)["img"]
     assert np.isfinite(img).all()
-    for x, d2 in ((40, 0.0), (41, 1.0), (43, 9.0)):
-        want = np.minimum(faces[:, 60, x].astype(np.float32) + 0.5 * 255 * np.exp(-d2), 255) / 255
-        assert np.allclose(img[:, :, 60, x], want, atol=1e-5), x
+    t["m3d"][:, 2] = np.float32(np.sqrt(0.5))
+    same = apply_reference(faces, t, occ.bank.atlas, faces, masks, normalize=False)["img"]
+    assert np.allclose(img, same, atol=1e-6)
+    t["m3d_mode"] = 0
+    plain = apply_reference(faces, t, occ.bank.atlas, faces, masks, normalize=False)["img"]
+    assert not np.allclose(img, plain, atol=1e-3)                   # the light did change the mask pixels
 
 
-@pytest.mark.parametrize("field, value", [("mask3d.light_sigma", (0.0, 10.0)), ("lighting.sigma", 0.0),
-                                          ("mask3d.light_sigma", (-1.0, 5.0))])
+@pytest.mark.parametrize("field, value", [("mask3d.light_sigma", 0.0), ("lighting.sigma", 0.0),
+                                          ("mask3d.light_sigma", -1.0)])
 def test_profile_refuses_a_zero_or_negative_sigma(field, value):
     section, name = field.split(".")
     p = load_profile("ms1m")
