@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .decoding import decode_image, decode_problem
 from .packing import encoded_format
 from .recordio import RecordDataset, RecordIOError, class_of, scan_records
 
@@ -34,10 +34,8 @@ def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
 
 
 def _image_facts(data: bytes) -> tuple[str, str]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return encoded_format(data), f"{im.width}x{im.height} {im.mode}"
+    image = decode_image(data, gray=None)                         # as the loader sees it (EXIF applied)
+    return encoded_format(data), f"{image.shape[1]}x{image.shape[0]} {'L' if image.ndim == 2 else 'RGB'}"
 
 
 def describe(path: str | os.PathLike, sample: int = 256) -> dict:
@@ -88,14 +86,7 @@ class VerifyReport:
 
 
 def _decode_problem(data: bytes) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-        return None
-    except Exception as exc:  # any decoder failure is a finding, not a crash
-        return f"image does not decode: {exc}"
+    return decode_problem(data)                                   # the loader's verdict (DALI), not PIL's
 
 
 def _check_structure(ds: RecordDataset, report: VerifyReport) -> None:

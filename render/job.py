@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter, decode_image
+from dali_pipes.decoding import decode_image
+from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter
 
 from .renderer import MaskRenderer
 
