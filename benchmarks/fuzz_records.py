@@ -182,7 +182,7 @@ def _alarm(_signum: int, _frame: object) -> None:
     raise Hang()
 
 
-def run_case(folder: Path, loader: bool) -> list[tuple[str, str, str]]:
+def run_case(folder: Path, loader: bool, refusals: Counter) -> list[tuple[str, str, str]]:
     """Every step on the dataset in ``folder``; returns the escapes ``(step, type, message)``."""
     escapes = []
 
@@ -209,15 +209,23 @@ def run_case(folder: Path, loader: bool) -> list[tuple[str, str, str]]:
     if loader:
         from dali_pipes import FaceOcclusionLoader
 
+        def build() -> object:
+            try:
+                return FaceOcclusionLoader(folder, batch_size=1, device="cpu", out_size=(16, 16), num_threads=1,
+                                           read_threads=1, prefetch=1)
+            except ValueError as exc:  # a documented refusal at construction (e.g. no images): counted apart
+                refusals[f"loader-build: {str(exc)[:60]}"] += 1
+                return None
+
         def epoch() -> None:
-            ld = FaceOcclusionLoader(folder, batch_size=2, device="cpu", out_size=(16, 16), num_threads=1,
-                                     read_threads=1, prefetch=1)
             for _ in ld:
                 pass
 
         before = len(escapes)
         allowed = (RecordIOError, ImageDecodeError) if report is None or not report.ok else ()
-        step("loader", epoch, allowed)
+        ld = step("loader-build", build, allowed)
+        if ld is not None:
+            step("loader", epoch, allowed)
         if len(escapes) > before and report is not None and report.ok:
             escapes[-1] = ("loader-after-verify-ok",) + escapes[-1][1:]
     return escapes
@@ -240,6 +248,7 @@ def main() -> None:
     bad = _bad_payloads(np.random.default_rng(12345))
     mutations: Counter[str] = Counter()
     escapes: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
     examples: dict[str, dict] = {}
     hangs, loader_runs, done = [], 0, 0
     start = time.perf_counter()
@@ -254,7 +263,7 @@ def main() -> None:
             faulthandler.dump_traceback_later(args.timeout * 5, exit=True)   # a hang alarm cannot break
             signal.setitimer(signal.ITIMER_REAL, args.timeout * (3 if loader else 1))
             try:
-                found = run_case(folder, loader)
+                found = run_case(folder, loader, refusals)
             except Hang:
                 hangs.append({"case": case, "mutations": applied})
                 found = []
@@ -272,6 +281,7 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 figures = {"cases": done, "mutations_tried": dict(sorted(mutations.items())),
                            "loader_epochs": loader_runs, "escapes_by_step_and_type": dict(sorted(escapes.items())),
+                           "loader_build_refusals": dict(sorted(refusals.items())),
                            "escape_examples": examples, "hangs": len(hangs), "hang_cases": hangs[:20],
                            "seconds": round(seconds, 1), "cases_per_second": round(done / seconds, 1)}
                 settings = {"seed": args.seed, "cases_asked": args.cases, "loader_every": args.loader_every,
