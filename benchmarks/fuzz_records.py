@@ -150,7 +150,7 @@ def mutate(rng: np.random.Generator, folder: Path, bad: dict[str, bytes]) -> lis
             keep = int(rng.integers(1, len(ends) + 1))
             del rec[ends[keep - 1]:]
             index = index[:keep]
-        elif kind == "lrec":
+        elif kind == "lrec" and index:
             at = index[int(rng.integers(len(index)))][1] + 4
             if at + 4 <= len(rec):
                 rec[at:at + 4] = int(rng.integers(0, 2**32)).to_bytes(4, "little")
