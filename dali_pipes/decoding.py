@@ -104,7 +104,10 @@ def _png16_colour(data: bytes) -> np.ndarray | None:
     """A 16-bit colour PNG as RGB uint16 (PIL keeps only 8 bits of these); ``None`` if not one."""
     if len(data) < 26 or data[24] != 16 or data[25] == 0:
         return None
-    import cv2
+    try:
+        import cv2  # comes with insightface
+    except ImportError:                                            # PIL's 8 bits: at most 1 level off
+        return None
 
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
@@ -137,7 +140,10 @@ def _decode(data: bytes, gray: bool | None) -> np.ndarray:
         if gray and fmt == "JPEG" and im.mode == "RGB":
             im.draft("L", im.size)                                 # DALI decodes the luma plane alone
         im.load()
-        orientation = int(im.getexif().get(0x0112, 1) or 1)
+        try:
+            orientation = int(im.getexif().get(0x0112, 1) or 1)
+        except Exception:  # an unreadable EXIF block leaves the pixels as stored
+            orientation = 1
         wide = _png16_colour(data) if fmt == "PNG" else None
         if wide is not None:
             rgb, single = _to8(wide), None
