@@ -115,7 +115,7 @@ def mutate(rng: np.random.Generator, folder: Path, bad: dict[str, bytes]) -> lis
                      else SPECIAL_INTS[int(rng.integers(len(SPECIAL_INTS)))])
             if field == "flag" and value > 2**31:
                 value = 2**32 - 1
-            if field == "label" and header.flag > 0:
+            if field == "label" and np.ndim(header.label) > 0:
                 label = np.array(header.label, np.float32)
                 label[int(rng.integers(label.size))] = value
                 value = label
