@@ -12,7 +12,8 @@ the same pixels for the same payload (tested against DALI itself in ``tests/test
   gray from colour PNG/BMP/... agrees with the loader within one grey level);
 - only the formats DALI's CPU decoder reads are accepted (JPEG, PNG, BMP, TIFF, WebP, PNM, JPEG 2000);
   anything else (GIF, ICO, TGA, ...) and anything damaged enough that DALI refuses it (a PNG with a bad
-  chunk CRC, a missing ``IEND`` or a broken zlib stream; a truncated JPEG) raises
+  chunk CRC, a missing ``IEND`` or a broken zlib stream; a truncated JPEG, or one with stray bytes between
+  its marker segments) raises
   :class:`ImageDecodeError`. :func:`decodable` is the same verdict without the pixels, for ``verify``.
 """
 
@@ -85,6 +86,30 @@ def _png_problem(data: bytes) -> str | None:
     return None
 
 
+def _jpeg_problem(data: bytes) -> str | None:
+    """DALI's JPEG parser wants marker segments back to back up to the scan; libjpeg (PIL) skips
+    stray bytes between them with a warning."""
+    pos = 2
+    while True:
+        if pos >= len(data) or data[pos] != 0xFF:
+            return f"JPEG marker expected at byte {pos}" if pos < len(data) else "JPEG cut short before its scan"
+        while pos < len(data) and data[pos] == 0xFF:               # fill bytes
+            pos += 1
+        if pos >= len(data):
+            return "JPEG cut short before its scan"
+        marker = data[pos]
+        pos += 1
+        if marker == 0xDA:
+            return None
+        if marker == 0xD9 or marker == 0x00:
+            return f"JPEG marker 0x{marker:02x} at byte {pos - 1} before any scan"
+        if marker == 0x01:                                         # TEM; DALI reads a length after RSTn
+            continue
+        if pos + 2 > len(data):
+            return "JPEG cut short before its scan"
+        pos += int.from_bytes(data[pos:pos + 2], "big")
+
+
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """EXIF orientation 1..8 applied as DALI (and PIL's ``ImageOps.exif_transpose``) apply it."""
     turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
@@ -132,8 +157,8 @@ def _decode(data: bytes, gray: bool | None) -> np.ndarray:
     if fmt not in LOADER_FORMATS:
         raise ValueError(f"{fmt or 'unknown'} image format: the loader (DALI) decodes only "
                          f"{', '.join(LOADER_FORMATS)}")
-    if fmt == "PNG":
-        problem = _png_problem(data)
+    if fmt in ("PNG", "JPEG"):
+        problem = _png_problem(data) if fmt == "PNG" else _jpeg_problem(data)
         if problem:
             raise ValueError(problem)
     with Image.open(io.BytesIO(data)) as im:

@@ -188,3 +188,22 @@ def test_verify_flags_what_the_loader_cannot_decode(tmp_path):
     report = verify(tmp_path, progress=False, workers=1)
     flagged = {key for _, key, message in report.problems if "does not decode" in message}
     assert flagged == {key for key, name in enumerate(names) if dali_decode(PAYLOADS[name]) is None} == {1, 3, 4, 6}
+
+
+def test_jpeg_segments_get_dali_verdict():
+    """DALI's JPEG parser refuses stray bytes between marker segments, which PIL skips with a warning
+    (found by benchmarks/fuzz_records.py: case 32275 verified clean and then stopped the loader)."""
+    good = _save(Image.fromarray(_face()), "JPEG", quality=90)
+    second = good.index(b"\xff\xdb", 4)                             # the second quantization table
+    stray = good[:second] + b"\x3b\x00\x11" + good[second:]
+    assert dali_decode(stray) is None and not decodable(stray)
+    rng = np.random.default_rng(11)
+    disagree = []
+    scan = good.index(b"\xff\xda")
+    for _ in range(60):                                             # changes in the headers only
+        bad = bytearray(good)
+        for at in rng.integers(2, scan + 14, int(rng.integers(1, 4))):
+            bad[int(at)] = int(rng.integers(0, 256))
+        if decodable(bytes(bad)) != (dali_decode(bytes(bad)) is not None):
+            disagree.append(bytes(bad).hex())
+    assert not disagree
