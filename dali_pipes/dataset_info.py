@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .dataset_checks import header_problems, identity_problems, image_problems, scan_problems
+from .decoding import decode_image, decode_problem
 from .mask_records import (
     MASK_FILES,
     dataset_dir,
@@ -31,10 +31,8 @@ __all__ = ["MASK_FILES", "VerifyReport", "dataset_dir", "describe", "mask_paths"
 
 
 def _image_facts(data: bytes) -> tuple[str, str]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return encoded_format(data), f"{im.width}x{im.height} {im.mode}"
+    image = decode_image(data, gray=None)                         # as the loader sees it (EXIF applied)
+    return encoded_format(data), f"{image.shape[1]}x{image.shape[0]} {'L' if image.ndim == 2 else 'RGB'}"
 
 
 def describe(path: str | os.PathLike, sample: int = 256) -> dict:
@@ -87,14 +85,7 @@ class VerifyReport:
 
 
 def _decode_problem(data: bytes) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-        return None
-    except Exception as exc:  # any decoder failure is a finding, not a crash
-        return f"image does not decode: {exc}"
+    return decode_problem(data)                                   # the loader's verdict (DALI), not PIL's
 
 
 def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport) -> dict[str, RecordDataset]:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from .decoding import ImageDecodeError, decode_image
 from .recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# what was made from an earlier train.rec and would pass alignment beside a new one with the same keys
+DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-render")
 
 
 def encoded_format(data: bytes) -> str:
@@ -32,11 +36,18 @@ def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, byt
     Produces ``train.rec``/``train.idx`` (header record 0, images at keys 1..N, identity records
     ``[first, last + 1)``) and ``property`` (``classes,height,width``). Labels must run 0..C-1 in
     non-decreasing order. Images are streamed to disk, never all held in memory.
+
+    ``overwrite=True`` replaces an existing dataset and removes what was derived from the old one
+    (:data:`DERIVED`: the mask records and a render's work folder), once the new records are
+    complete and before they replace the old ones: masks never sit beside a train.rec they were not
+    rendered from. Without it, an existing train.rec or derived file is refused.
     """
     out = Path(out_dir)
     rec = out / "train.rec"
-    if rec.exists() and not overwrite:
-        raise FileExistsError(f"{rec} exists; pass overwrite=True (--overwrite) to replace it")
+    existing = [p for p in [rec, *(out / name for name in DERIVED)] if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(map(str, existing))} already exists; pass overwrite=True (--overwrite) "
+                              "to replace the dataset and remove its mask records")
     out.mkdir(parents=True, exist_ok=True)
     starts: list[int] = []
     key = 0
@@ -56,8 +67,19 @@ def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, byt
         for c, (first, last) in enumerate(zip(starts, starts[1:] + [n + 1], strict=False)):
             w.write(n + 1 + c, _range_header(first, last, n + 1 + c), b"")
         w.patch(0, _range_header(n + 1, n + 1 + classes, 0), b"")
+        _remove_derived(out)
     (out / "property").write_text(f"{classes},{image_size[0]},{image_size[1]}\n")
     return out
+
+
+def _remove_derived(out: Path) -> None:
+    for name in DERIVED:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        path.with_name(path.name + ".partial").unlink(missing_ok=True)
 
 
 def _range_header(first: int, last: int, key: int) -> IRHeader:
@@ -65,16 +87,20 @@ def _range_header(first: int, last: int, key: int) -> IRHeader:
 
 
 def _load_for_record(path: Path) -> tuple[bytes, tuple[int, int]]:
+    """The bytes to store and the (H, W) the loader will see; refuses what the loader cannot decode."""
     from PIL import Image
 
     data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
-        size = (im.height, im.width)
-        if encoded_format(data) != "other":
-            return data, size
-        buf = io.BytesIO()
-        im.convert("RGB" if im.mode not in ("L", "RGB") else im.mode).save(buf, "JPEG", quality=95)
-        return buf.getvalue(), size
+    try:
+        image = decode_image(data, gray=None)
+    except ImageDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    size = (int(image.shape[0]), int(image.shape[1]))
+    if encoded_format(data) != "other":
+        return data, size
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=95)          # pixels as decoded: EXIF turn kept
+    return buf.getvalue(), size
 
 
 def pack_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -82,7 +108,8 @@ def pack_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """Pack a folder with one sub-folder per identity into an InsightFace-layout dataset.
 
     Identities are numbered in sorted folder-name order; JPEG and PNG files are stored byte for
-    byte, other formats re-encoded as JPEG (quality 95).
+    byte, other formats re-encoded as JPEG (quality 95) from their decoded pixels. A file the loader
+    could not decode is refused, naming the file.
     """
     root = Path(image_dir)
     if not root.is_dir():

@@ -337,13 +337,11 @@ def pack_image(header: IRHeader, image: np.ndarray, fmt: str = ".jpg", quality: 
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode an encoded image to RGB (H x W x 3), or H x W for grayscale."""
-    from PIL import Image
+    """Decode an encoded image to RGB (H x W x 3), or H x W for grayscale, as the loader decodes it
+    (:func:`dali_pipes.decoding.decode_image`: EXIF orientation applied, 16 bits scaled)."""
+    from .decoding import decode_image as decode
 
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
-        return np.asarray(im)
+    return decode(data, gray=None)
 
 
 def unpack_image(payload: bytes) -> tuple[IRHeader, np.ndarray]:

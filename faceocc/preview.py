@@ -11,19 +11,20 @@ from typing import Any
 import numpy as np
 
 from dali_pipes.dataset_info import mask_paths
-from dali_pipes.recordio import RecordDataset, decode_image
+from dali_pipes.decoding import read_image
+from dali_pipes.recordio import RecordDataset
 from ops import KIND_NAMES, FaceOccluder, Kind, load_profile
 
 LABEL_W = 64
 
 
-def _rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _sized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resized as the loader resizes: bilinear for faces, nearest for (single-channel) masks."""
     from PIL import Image
 
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
     if image.shape[:2] != size:
-        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+        how = Image.NEAREST if image.ndim == 2 else Image.BILINEAR
+        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), how))
     return image
 
 
@@ -34,13 +35,13 @@ def load_faces(data_dir: str | os.PathLike, n: int, size: tuple[int, int] = (112
         if len(ds) == 0:
             raise ValueError(f"{data_dir} holds no image records")
         keys = np.random.default_rng(seed).choice(ds.image_keys, size=n, replace=len(ds) < n)
-        faces = np.stack([_rgb(decode_image(ds.read(int(k))[1]), size) for k in keys])
+        faces = np.stack([_sized(read_image(ds, int(k))[1], size) for k in keys])
     paths = mask_paths(data_dir)
     if paths is None:
         return faces, None, None
     with RecordDataset(paths["mask_out"]) as mo, RecordDataset(paths["mask"]) as mk:
-        masked = np.stack([_rgb(decode_image(mo.read(int(k))[1]), size) for k in keys])
-        masks = np.stack([_rgb(decode_image(mk.read(int(k))[1]), size)[..., 0] for k in keys])
+        masked = np.stack([_sized(read_image(mo, int(k))[1], size) for k in keys])
+        masks = np.stack([_sized(read_image(mk, int(k), gray=True)[1], size) for k in keys])
     return faces, masked, masks
 
 

@@ -9,7 +9,6 @@ are in pixels of a 112 x 112 image and scale with the image size; positions are 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .kinds import KIND_NAMES
+from .profile_rules import validate_profile
 
 Range = tuple[float, float]
 BUILTIN = Path(__file__).parent / "profiles"
@@ -137,62 +137,9 @@ class Profile:
         return [float(self.kinds.get(name, 0.0)) for name in KIND_NAMES]
 
     def validate(self, size: tuple[int, int] = (112, 112)) -> Profile:
-        """Raise ValueError for probabilities that do not sum to 1 or ranges outside the image."""
-        unknown = set(self.kinds) - set(KIND_NAMES)
-        if unknown:
-            raise ValueError(f"profile names unknown kinds {sorted(unknown)}; known: {KIND_NAMES}")
-        _check_distribution("kinds", self.kind_probabilities())
-        _check_distribution("mask3d.modes", [self.mask3d.modes.get(m, 0.0)
-                                             for m in ("light", "noise", "block")])
-        if set(self.mask3d.modes) - {"light", "noise", "block"}:
-            raise ValueError("mask3d.modes may only name light, noise and block")
-        for name, p in [("flip_p", self.flip_p), ("lighting.p", self.lighting.p),
-                        ("polygon.inner_p", self.polygon.inner_p),
-                        ("glasses.eyeglasses_p", self.glasses.eyeglasses_p),
-                        ("mask3d.channel_p", self.mask3d.channel_p)]:
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} = {p} is not a probability")
-        h, w = size
-        checks = [
-            ("rectangle.area_percent", self.rectangle.area_percent, 0, 99),
-            ("rectangle.colour", self.rectangle.colour, 0, 255),
-            ("ellipse.centre", self.ellipse.centre, 0, 1),
-            ("ellipse.area_ratio", self.ellipse.area_ratio, 0, 1),
-            ("ellipse.colour", self.ellipse.colour, 0, 255),
-            ("polygon.points", self.polygon.points, 3, 10),
-            ("polygon.radius", self.polygon.radius, 0, 1),
-            ("polygon.centre", self.polygon.centre, 0, 1),
-            ("polygon.colour", self.polygon.colour, 0, 255),
-            ("object.position_percent", self.object.position_percent, 0, 99),
-            ("lighting.gain", self.lighting.gain, 0, 100),
-        ]
-        for name, (lo, hi), low, high in checks:
-            if not (low <= lo <= hi <= high):
-                raise ValueError(f"{name} = ({lo}, {hi}) must satisfy {low} <= lo <= hi <= {high}")
-        for name, (lo, hi) in [("mask3d.light_sigma", (self.mask3d.light_sigma,) * 2),
-                               ("lighting.sigma", (self.lighting.sigma,) * 2)]:
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} = {lo if lo == hi else (lo, hi)} must be > 0 (a Gaussian's width)")
-        e = self.ellipse
-        smallest_half = min(e.centre[0], 1 - e.centre[1]) * h
-        if e.min_semi_axis * h / 112 >= smallest_half:
-            raise ValueError(f"ellipse.min_semi_axis {e.min_semi_axis} leaves no room inside a {h}-pixel "
-                             "image for the centre range")
-        for name, (base, step, klo, khi) in [("glasses.x", self.glasses.x), ("glasses.y", self.glasses.y),
-                                             ("scarf.x", self.scarf.x), ("scarf.y", self.scarf.y)]:
-            if klo > khi or not (base + step * klo >= 0 and base + step * khi < 1):
-                raise ValueError(f"{name} places the occluder outside the image")
-        for name, (lo, hi) in [("glasses.scale", self.glasses.scale), ("scarf.scale", self.scarf.scale),
-                               ("object.scale", self.object.scale), ("ellipse.area_ratio", e.area_ratio),
-                               ("polygon.inner_divisor", self.polygon.inner_divisor)]:
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} = ({lo}, {hi}) must be positive and ordered")
-        if self.gray_channels not in (1, 3):
-            raise ValueError(f"gray_channels = {self.gray_channels} must be 1 or 3")
-        if self.ori not in ("clean", "occluded"):
-            raise ValueError(f"ori = {self.ori!r} must be 'clean' or 'occluded'")
-        if not 3 <= self.polygon.points[0] <= self.polygon.points[1] <= 10:
-            raise ValueError(f"polygon.points = {self.polygon.points} must satisfy 3 <= lo <= hi <= 10")
+        """Raise ValueError, naming the field path and its allowed values, for any field of the wrong
+        type or magnitude (the rules: :mod:`ops.profile_rules`); returns the profile."""
+        validate_profile(self, size)
         return self
 
     def atlas_layout(self) -> dict[str, tuple]:
@@ -223,12 +170,6 @@ class Profile:
         return dataclasses.replace(self, kinds={**kinds, "mask3d": 0.0})
 
 
-def _check_distribution(name: str, probs: list[float]) -> None:
-    if any(p < 0 or not math.isfinite(p) for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-        raise ValueError(f"{name} probabilities must be >= 0 and sum to 1; got {probs} "
-                         f"(sum {sum(probs):.6f})")
-
-
 def _merge(obj: object, data: dict, where: str) -> object:
     if not isinstance(data, dict):
         raise ValueError(f"profile section {where or 'root'} must be a mapping")
@@ -240,8 +181,8 @@ def _merge(obj: object, data: dict, where: str) -> object:
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, f"{where}{key}.")
-        elif isinstance(current, tuple):
-            changes[key] = tuple(value)
+        elif isinstance(current, tuple) and isinstance(value, (list, tuple)):
+            changes[key] = tuple(value)                     # anything else is left for the rules to refuse
         else:
             changes[key] = value
     return dataclasses.replace(obj, **changes)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from dali_pipes.decoding import decode_image
 from dali_pipes.mask_records import (
     RENDER_MANIFEST,
     current_generation,
@@ -35,7 +36,7 @@ from dali_pipes.mask_records import (
     set_files,
     train_fingerprint,
 )
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, decode_image
+from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter
 
 from .mask_store import FolderLock, discard_stale, install, new_generation, store_dir
 from .renderer import MaskRenderer
