@@ -32,7 +32,7 @@ class FaceOccluder:
                  device_id: int | None = None) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
-        prof = load_profile(profile)
+        prof = load_profile(profile).validate(size)      # before the bank is prepared from its numbers
         if not has_masks:
             prof = prof.without_mask3d()
         if isinstance(occluders, OccluderBank):

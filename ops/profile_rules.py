@@ -122,6 +122,35 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One of a few allowed values (compared with their types: ``1`` is not ``'1'`` or ``True``)."""
+
+    values: tuple[Any, ...]
+
+    def allowed(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+    def problem(self, value: Any) -> str | None:
+        ok = any(type(value) is type(v) and value == v for v in self.values)
+        return None if ok else f"= {_show(value)}: must be {self.allowed()}"
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """``(base, lo, hi)``: pixels ``base + k``, k a uniform integer in [lo, hi], every one inside [0, 112]."""
+
+    def allowed(self) -> str:
+        return "[base, k_lo, k_hi], integers with k_lo <= k_hi and every base + k in [0, 112]" + PX
+
+    def problem(self, value: Any) -> str | None:
+        if (not isinstance(value, (tuple, list)) or len(value) != 3
+                or not all(_number(v, integer=True) for v in value) or value[1] > value[2]
+                or not 0 <= value[0] + value[1] <= value[0] + value[2] <= 112):
+            return f"= {_show(value)}: must be {self.allowed()}"
+        return None
+
+
+@dataclass(frozen=True)
 class Distribution:
     """A mapping from names to probabilities that sum to 1."""
 
@@ -157,6 +186,7 @@ FIELD_RULES: dict[str, Any] = {
     "ellipse.centre": Interval(0, 1),
     "ellipse.min_semi_axis": Number(1, 112, unit=PX),
     "ellipse.area_ratio": Interval(0, 1, lo_open=True),
+    "ellipse.pi": Number(3, 3.2),
     "ellipse.colour": COLOUR,
     "polygon.points": Interval(3, 10, integer=True),
     "polygon.radius": Interval(0, 1, lo_open=True, unit=" (fraction of H)"),
@@ -167,34 +197,48 @@ FIELD_RULES: dict[str, Any] = {
     "polygon.inner_step": Interval(0, 4, lo_open=True),
     "polygon.colour": COLOUR,
     "glasses.eyeglasses_p": Probability(),
+    "glasses.pre_size": Pair(1, 1024, integer=True, unit=" (pixels, once per image)"),
     "glasses.size": Pair(0, 1, lo_open=True, unit=" (fractions of W and H)"),
     "glasses.scale": SCALE,
     "glasses.x": Placement(),
     "glasses.y": Placement(),
     "glasses.replace_alpha": ALPHA,
     "glasses.mask_alpha": ALPHA,
+    "scarf.pre_size": Pair(1, 1024, integer=True, unit=" (pixels, once per image)"),
     "scarf.size": Number(1, 112, unit=PX),
     "scarf.scale": SCALE,
     "scarf.x": Placement(),
     "scarf.y": Placement(),
+    "scarf.replace_alpha": ALPHA,
     "scarf.mask_alpha": ALPHA,
     "object.size": Number(1, 112, unit=PX),
+    "object.pad_bias": Number(0, 1, integer=True, unit=" (1: torchvision 0.8.2's padding, 0: later versions)"),
     "object.scale": SCALE,
     "object.position_percent": Interval(0, 99, integer=True),
+    "object.replace_alpha": ALPHA,
     "object.mask_alpha": ALPHA,
     "mask3d.modes": Distribution(("light", "noise", "block")),
-    "mask3d.box_size": Interval(0.01, 1),
-    "mask3d.light_sigma": Interval(1, 1000, unit=PX),
-    "mask3d.light_gain": Interval(0, 1, unit=" (times 255)"),
-    "mask3d.noise_sigma": Interval(0, 255, unit=" (grey levels)"),
-    "mask3d.jitter_p": Probability(),
-    "mask3d.jitter": Interval(0, 10),
+    "mask3d.left": Offsets(),
+    "mask3d.right": Offsets(),
+    "mask3d.rows": Interval(0, 112, integer=True, unit=PX),
+    "mask3d.block_top": Offsets(),
+    "mask3d.block_bottom": Offsets(),
+    # sigma U(int(edge / f), int(edge * f)): f >= 1 keeps the range ordered and the Gaussian wider than 0
+    "mask3d.light_sigma": Number(1, 100, unit=" (factor on the box's longer side)"),
+    "mask3d.light_amplitude": Number(0, 1, unit=" ([0, 1] units)"),
+    "mask3d.noise_std": Number(0, 10, unit=" ([0, 1] units)"),
+    "mask3d.block_value": Number(0, 10, unit=" ([0, 1] units)"),
+    "mask3d.channel_p": Probability(),
+    "mask3d.threshold": Number(0, 254, integer=True, unit=" (mask record values <= this are mask)"),
     "lighting.p": Probability(),
     "lighting.sigma": Number(1, 1e6, unit=PX),
     # the light is divided by its maximum: a gain near 0 underflows to black, a large one clips to white
     "lighting.gain": Interval(0.05, 4),
     "flip_p": Probability(),
     "grayscale": Flag(),
+    "gray_channels": Choice((1, 3)),
+    "gray_offset_divisor": Number(0, 100, lo_open=True),
+    "ori": Choice(("clean", "occluded")),
     "normalize": Flag(),
 }
 
@@ -224,7 +268,22 @@ def _occluder_sides(profile: Any, size: tuple[int, int]) -> list[str]:
     return found
 
 
-CROSS_RULES: list[Callable[[Any, tuple[int, int]], list[str]]] = [_occluder_sides]
+def _mask3d_boxes(profile: Any, size: tuple[int, int]) -> list[str]:
+    """Mask3d boxes that could be empty: every left column must lie before every right one, every block
+    top above every block bottom, and the light/noise rows must hold at least one row."""
+    m = profile.mask3d
+    found = []
+    for lo_name, hi_name in (("left", "right"), ("block_top", "block_bottom")):
+        lo, hi = getattr(m, lo_name), getattr(m, hi_name)
+        if lo[0] + lo[2] >= hi[0] + hi[1]:
+            found.append(f"mask3d.{lo_name} {tuple(lo)} reaches mask3d.{hi_name} {tuple(hi)}: the largest "
+                         f"{lo_name} ({lo[0] + lo[2]}) must stay below the smallest {hi_name} ({hi[0] + hi[1]})")
+    if m.rows[0] >= m.rows[1]:
+        found.append(f"mask3d.rows {tuple(m.rows)} must hold at least one row: [top, bottom) with top < bottom")
+    return found
+
+
+CROSS_RULES: list[Callable[[Any, tuple[int, int]], list[str]]] = [_occluder_sides, _mask3d_boxes]
 
 
 def _value(profile: Any, path: str) -> Any:

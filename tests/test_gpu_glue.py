@@ -160,5 +160,5 @@ def test_profile_refuses_a_zero_or_negative_sigma(field, value):
     section, name = field.split(".")
     p = load_profile("ms1m")
     bad = dataclasses.replace(p, **{section: dataclasses.replace(getattr(p, section), **{name: value})})
-    with pytest.raises(ValueError, match=field.replace(".", r"\.") + ".*must be > 0"):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.") + r".*must be a number in \[1, "):
         bad.validate()
