@@ -13,12 +13,13 @@ from ops import FaceOccluder, Kind
 from ops.profiles import Profile
 
 from .decode_check import undecodable
+from .decoding import ImageDecodeError
 from .mask_records import check_alignment, mask_paths
 from .order import ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
 from .recordio import RecordDataset, RecordIOError
-from .source import ROW, ImageDecodeError, RecordBatchSource
+from .source import ROW, RecordBatchSource
 
 log = logging.getLogger("faceocc.loader")
 ON_BAD_IMAGE = ("raise", "skip")

@@ -21,6 +21,7 @@ from ops.params import PARAM_DTYPE
 from ops.sampler import Sampler
 
 from .batch_read import Batch, BatchReader
+from .decoding import ImageDecodeError
 from .mask_records import check_alignment, mask_paths  # noqa: F401 - check_alignment re-exported
 from .order import ShardOrder
 from .recordio import RecordDataset, RecordIOError
@@ -184,8 +185,3 @@ class RecordBatchSource:
 
     def __call__(self, info) -> tuple:  # noqa: ANN001 - DALI's BatchInfo
         return self.batch(*self.position(info.iteration))
-
-
-class ImageDecodeError(RecordIOError):
-    """An image record whose payload the decoder refuses; names file, key and offset."""
-

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "FaceOcclusionLoader": "dali_pipes.loader",
-    "ImageDecodeError": "dali_pipes.source",
+    "ImageDecodeError": "dali_pipes.decoding",
     "RecordDataset": "dali_pipes.recordio",
     "RecordIOError": "dali_pipes.recordio",
     "RecordWriter": "dali_pipes.recordio",

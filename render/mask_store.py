@@ -118,6 +118,7 @@ class FolderLock:
     ends, however it ends, so a killed render never leaves a stale lock."""
 
     def __init__(self, data_dir: Path, name: str, shared: bool = False) -> None:
+        self.fd: int | None = None               # set first: __del__ runs even when opening fails
         path = store_dir(data_dir) / f"{name}.lock"
         path.parent.mkdir(exist_ok=True)
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
