@@ -376,6 +376,15 @@ def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type) -> np.nd
     return v.astype(dtype, copy=False)
 
 
+def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, normalize: bool = True,
+                channels: int = 3, dtype: type = np.float32) -> np.ndarray:
+    """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
+    of ``dtype`` (the values of :func:`_finish` on ``face / 255``, looked up per grey level)."""
+    lut = _finish(np.arange(256, dtype=np.float32).reshape(1, 1, 256) * np.float32(1 / 255), normalize, 1, dtype)
+    out = lut.ravel()[_flip_rows(_channels_first(faces, grayscale).copy(), flip)]
+    return np.repeat(out, channels, axis=1) if out.shape[1] != channels else out
+
+
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
                     masked_faces: np.ndarray | None = None, masks: np.ndarray | None = None,
                     grayscale: bool = False, normalize: bool = True, dtype: type = np.float32,
@@ -424,7 +433,5 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
                       + offset[:, 2] * OFFSET_LUMA[2])[:, None] / np.float32(gray_offset_divisor)
         v[aug] -= offset
     img = _finish(v, normalize, channels, dtype)
-    clean = _flip_rows(_channels_first(faces, grayscale).copy(), t["flip"])
-    scale = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
-    ori = _finish(scale[clean], normalize, channels, dtype)
+    ori = clean_faces(faces, t["flip"], grayscale, normalize, channels, dtype)
     return {"img": img, "msk": msk.astype(np.int32), "ori": ori, "kind": t["kind"].astype(np.int8)}

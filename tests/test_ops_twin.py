@@ -236,3 +236,30 @@ def test_threaded_host_apply_equals_one_call(threads):
         got = apply_host(*args, pool=pool, threads=threads)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.mark.parametrize("grayscale, gray_channels, normalize, dtype",
+                         [(False, 1, True, np.float32), (False, 1, False, np.float16), (True, 1, True, np.float32),
+                          (True, 3, False, np.float32)])
+def test_rows_with_nothing_to_draw_take_the_shortcut_with_the_specs_values(grayscale, gray_channels, normalize,
+                                                                          dtype):
+    """A batch of rows with no occluder, 3D mask or lighting serves ``img`` = ``ori`` without drawing:
+    bit for bit what the specification computes, flips included."""
+    from ops.host import apply_rows
+    from ops.params import empty_params
+    from ops.reference import apply_reference
+
+    rng = np.random.default_rng(3)
+    faces = rng.integers(0, 256, (6, 24, 20, 3), dtype=np.uint8)
+    t = empty_params(6)
+    t["flip"] = [0, 1, 1, 0, 1, 0]
+    atlas = np.zeros((1, 8, 8, 4), np.uint8)
+    args = (faces, t, atlas, None, None, grayscale, normalize, dtype)
+    got = apply_rows(*args, gray_channels=gray_channels)
+    want = apply_reference(*args, gray_channels=gray_channels)
+    for key in want:
+        assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), key
+    t["light"][2] = 1                      # one lit row: no shortcut, the specification itself
+    t["light_params"][2] = [10, 10, 1.0, 128]
+    assert np.array_equal(apply_rows(*args, gray_channels=gray_channels)["img"],
+                          apply_reference(*args, gray_channels=gray_channels)["img"])
