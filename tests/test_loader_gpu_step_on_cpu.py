@@ -126,10 +126,10 @@ def test_gpu_loader_step_gives_the_cpu_loaders_batches(cp, datasets, monkeypatch
 
 
 def test_gpu_loader_step_in_float16(cp, datasets, monkeypatch):
-    monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
-    gpu_seams(monkeypatch, [])
     import torch
 
+    monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
+    gpu_seams(monkeypatch, [])
     want = next(iter(loader(datasets["masked"], "cpu", "ms1m", torch.float16)))
     got = next(iter(loader(datasets["masked"], "gpu", "ms1m", torch.float16)))
     assert_same_batch(got, want, True, "float16")
