@@ -10,6 +10,9 @@ Install it with :func:`cuda_host.installed` (``sys.modules["cupy"]``, inside tes
   options: an ``#include`` d header is not part of it, as in CuPy);
 - launches: argument count, kinds, sizes and element types checked against the kernel's signature, host
   (NumPy) arrays and non-contiguous arrays refused, as CuPy and the driver would;
+- DLPack: ``from_dlpack`` takes a torch CPU tensor as a CUDA tensor of the current device, ready on the
+  current stream (zero-copy); ``torch.from_dlpack`` of a device array gives a CPU tensor sharing its
+  storage, exported on the current stream (a read checked like a kernel's);
 - devices and streams: ``cuda.Device`` (``DEVICE_COUNT`` of them), ``cuda.Stream``, ``ExternalStream``. A
   kernel given an array of another device fails (as an illegal address would); a kernel that reads an array
   written on another stream without a synchronization in between fails (a race on a GPU). The legacy null
@@ -135,6 +138,14 @@ class ndarray(NDArrayOperatorsMixin):
     def get(self, stream: Stream | None = None) -> _np.ndarray:
         return asnumpy(self)
 
+    def __dlpack__(self, stream: object = None, **kwargs: object) -> object:
+        """Export for ``torch.from_dlpack`` (zero-copy), as work on the current device and stream: CuPy
+        exports on its current stream, so reading there must be safe (checked, like a kernel's read)."""
+        return _read(self).__dlpack__()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU: the consumer (torch) gets a CPU tensor sharing this array's storage
+
     def __getattr__(self, name: str) -> object:
         """NumPy's other methods (astype, copy, sum, ...), results as device arrays."""
         if name.startswith("_"):
@@ -218,6 +229,13 @@ def ascontiguousarray(a: object, dtype: object = None) -> ndarray:
     if isinstance(a, ndarray) and a.flags.c_contiguous and (dtype is None or _np.dtype(dtype) == a.dtype):
         return a
     return _new(_np.ascontiguousarray(_storage(a), dtype=dtype), "ascontiguousarray")
+
+
+def from_dlpack(x: object) -> ndarray:
+    """A DLPack producer (a torch tensor) as a device array sharing its memory (zero-copy, as CuPy). A
+    host-resident producer stands for a CUDA tensor of the current device whose data is ready on the
+    current stream: what CuPy's stream handshake (``x.__dlpack__(stream=current stream)``) guarantees."""
+    return ndarray(_np.from_dlpack(x))
 
 
 def asnumpy(a: object, stream: Stream | None = None) -> _np.ndarray:
