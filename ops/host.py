@@ -27,12 +27,16 @@ def _chunk(faces: np.ndarray, t: np.ndarray, masked: np.ndarray | None, masks: n
     return faces[a:b], rows, masked[picked], masks[picked]
 
 
+def _draws(t: np.ndarray) -> np.ndarray:
+    """Rows with something to draw: an occluder, a 3D mask or lighting."""
+    return (t["kind"] != Kind.NONE) | (t["light"] != 0) | (t["m3d_mode"] != 0) | (t["m3d_slot"] >= 0)
+
+
 def apply_rows(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray, masked: np.ndarray | None,
                masks: np.ndarray | None, grayscale: bool, normalize: bool, dtype: np.dtype, **options: object) -> dict:
     """:func:`apply_reference`, with one shortcut that gives the same values: when no row has anything
     to draw (no occluder, no 3D mask, no lighting), ``img`` is ``ori`` and only ``ori`` is computed."""
-    plain = (t["kind"] == Kind.NONE) & (t["light"] == 0) & (t["m3d_mode"] == 0) & (t["m3d_slot"] < 0)
-    if not plain.all():
+    if _draws(t).any():
         return apply_reference(faces, t, atlas, masked, masks, grayscale, normalize, dtype, **options)
     channels = int(options.get("gray_channels", 1)) if grayscale else 3
     ori = clean_faces(faces, t["flip"], grayscale, normalize, channels, dtype)

@@ -379,10 +379,10 @@ def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type) -> np.nd
 def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, normalize: bool = True,
                 channels: int = 3, dtype: type = np.float32) -> np.ndarray:
     """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
-    of ``dtype`` (the values of :func:`_finish` on ``face / 255``, looked up per grey level)."""
-    lut = _finish(np.arange(256, dtype=np.float32).reshape(1, 1, 256) * np.float32(1 / 255), normalize, 1, dtype)
-    out = lut.ravel()[_flip_rows(_channels_first(faces, grayscale).copy(), flip)]
-    return np.repeat(out, channels, axis=1) if out.shape[1] != channels else out
+    of ``dtype``: the arithmetic of ``img`` on an untouched face."""
+    v = _flip_rows(_channels_first(faces, grayscale).astype(np.float32), flip)
+    v *= np.float32(1 / 255)
+    return _finish(v, normalize, channels, dtype)
 
 
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
