@@ -131,7 +131,12 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
         found, class_for = identity_problems(ds)
         report.problems.extend(found)
         masks = _open_masks(path, ds, report)
-        train_fp = train_fingerprint(ds) if masks else ""
+        train_fp = ""
+        if masks:
+            try:
+                train_fp = train_fingerprint(ds)
+            except RecordIOError as exc:     # a broken train.rec: reported, and no render identity to compare
+                report.add(exc.path or str(ds.rec_path), exc.key, f"render identity not checked: {exc}")
         identity: dict[str, int | None] = {}
 
         def check(key: int) -> list[tuple[str, int | None, str]]:

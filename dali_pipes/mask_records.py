@@ -165,7 +165,7 @@ def identity_problem(masks: dict[str, RecordDataset], headers: dict[str, IRHeade
         return RecordIOError(f"mask_out.rec and mask.rec come from two different renders (render identity "
                              f"{shown}): a mixed set; render the masks again (faceocc render --overwrite)",
                              masks[name].rec_path, key, masks[name].offset_of(key))
-    if first is not None and (first >> 24) & 0xFFFFFF != int(train_fp[:6], 16):
+    if first is not None and train_fp and (first >> 24) & 0xFFFFFF != int(train_fp[:6], 16):
         name = next(iter(masks))
         return RecordIOError("the masks were rendered for another train.rec (its fingerprint differs from "
                              "this one's); render them again for this dataset (faceocc render --overwrite)",

@@ -119,3 +119,26 @@ def test_deleted_header_line_does_not_switch_to_im2rec(small_dataset, capsys):
     assert main(["info", str(small_dataset), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["layout"] == "insightface"
     assert main(["verify", str(small_dataset)]) == 0
+
+
+def test_verify_reports_a_truncated_train_rec_beside_mask_records(tmp_path):
+    """Found by the long fuzz (case 107): with mask records beside it, a train.rec cut inside its last
+    record made verify raise while fingerprinting train.rec for the render identity; it must report."""
+    from conftest import jpeg_bytes, random_face
+    from datasets import msml_masks
+
+    from dali_pipes.dataset_info import verify
+    from dali_pipes.recordio import IRHeader
+
+    folder = tmp_path / "d"                 # im2rec layout: the last record is an image
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    with RecordWriter(folder / "train.rec", folder / "train.idx") as w:
+        for key in range(6):
+            w.write(key, IRHeader(0, float(key % 2), key, 0), jpeg_bytes(random_face(rng)))
+    msml_masks(folder)
+    rec = folder / "train.rec"
+    rec.write_bytes(rec.read_bytes()[:-40])
+    report = verify(folder, progress=False, workers=1)
+    assert not report.ok
+    assert any("truncated" in str(p) for p in report.problems)
