@@ -128,7 +128,7 @@ class BatchReader:
     def _is_class(self, label: np.ndarray) -> np.ndarray:
         """Labels that :func:`class_of` accepts (whole numbers in ``0 .. classes - 1``); the others take
         the per-record path, which names them."""
-        bound = self.dataset.num_classes or MAX_CLASSES
+        bound = MAX_CLASSES if self.dataset.num_classes is None else self.dataset.num_classes   # as class_of
         with np.errstate(invalid="ignore"):
             return np.isfinite(label) & (label >= 0) & (label < bound) & (label == np.floor(label))
 

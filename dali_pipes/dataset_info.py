@@ -84,10 +84,6 @@ class VerifyReport:
         self.problems.append((str(file), key, message))
 
 
-def _decode_problem(data: bytes) -> str | None:
-    return decode_problem(data)                                   # the loader's verdict (DALI), not PIL's
-
-
 def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport) -> dict[str, RecordDataset]:
     """The mask files, opened, scanned and key-checked; none when the set is unusable."""
     try:
@@ -145,7 +141,7 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
             except RecordIOError as exc:
                 return [(str(ds.rec_path), key, str(exc))]
             found = image_problems(ds, key, header, class_for)
-            problem = _decode_problem(data)
+            problem = decode_problem(data)
             if problem:
                 found.append((str(ds.rec_path), key, problem))
             headers = {}
@@ -162,7 +158,7 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
                 first = identity.setdefault(name, render_identity(h2))
                 if render_identity(h2) != first:
                     found.append((str(other.rec_path), key, f"{name}.rec mixes records of several renders"))
-                problem = _decode_problem(d2)
+                problem = decode_problem(d2)
                 if problem:
                     found.append((str(other.rec_path), key, f"{name}: {problem}"))
             mixed = identity_problem(masks, headers, key, train_fp) if len(headers) == len(masks) else None

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dali_pipes.dataset_info import mask_paths
 from dali_pipes.decoding import read_image
+from dali_pipes.mask_records import mask_paths
 from dali_pipes.recordio import RecordDataset
 from ops import KIND_NAMES, FaceOccluder, Kind, load_profile
 

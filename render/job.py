@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dali_pipes.decoding import decode_image
+from dali_pipes.decoding import ImageDecodeError, decode_image
 from dali_pipes.mask_records import (
     RENDER_MANIFEST,
     current_generation,
@@ -36,7 +36,7 @@ from dali_pipes.mask_records import (
     set_files,
     train_fingerprint,
 )
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter
+from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter
 
 from .mask_store import FolderLock, discard_stale, install, new_generation, store_dir
 from .renderer import MaskRenderer
@@ -107,7 +107,9 @@ class RenderJob:
                 raise FileExistsError(f"no render in progress in {data_dir}: its masks are already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
         m = json.loads(manifest.read_text())
-        job = cls(data_dir, m["landmarks"], None, "cpu", m["seed"], m["chunk_size"])
+        # merging renders nothing: the template source stands in for the render's own landmark source
+        # (a dlib extra or a model file need not be there); its settings come from the manifest below
+        job = cls(data_dir, "template", None, "cpu", m["seed"], m["chunk_size"])
         if m.get("train") != job.manifest["train"]:
             raise RuntimeError(f"{job.train.rec_path} changed since its chunks were rendered; render again "
                                "with --overwrite")
@@ -124,8 +126,8 @@ class RenderJob:
         try:
             return decode_image(payload) if size is None else _face(payload, size)
         except Exception as exc:
-            raise RecordIOError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
-                                "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
+            raise ImageDecodeError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
+                                   "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
 
     @contextmanager
     def _io_errors(self) -> Iterator[None]:

@@ -109,6 +109,23 @@ def test_shards_then_merge_equal_a_single_run(dataset, tmp_path):
     assert not (dataset / ".faceocc-render").exists()
 
 
+
+def test_merge_needs_no_landmark_source(dataset, monkeypatch):
+    """``render merge`` renders nothing: shards rendered with a landmark source that needs a model file
+    (insightface) or an extra (dlib) merge without it (it used to rebuild that source and fail)."""
+    import json
+
+    _render(dataset, "--shard-id", "0", "--num-shards", "2")
+    _render(dataset, "--shard-id", "1", "--num-shards", "2")
+    manifest = dataset / ".faceocc-render" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["landmarks"] = "insightface"            # as a shard rendered with --landmark-model PATH leaves it
+    manifest.write_text(json.dumps(m))
+    monkeypatch.setenv("HOME", str(dataset / "no-home"))     # no ~/.insightface model to find either
+    assert main(["render", "merge", str(dataset)]) == 0
+    assert (dataset / "mask.rec").is_file()
+
+
 KILL_AFTER = """
 import os, signal, sys
 from render.job import RenderJob
