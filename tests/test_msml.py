@@ -13,7 +13,8 @@ from benchmarks import msml_stats as ms
 from ops import FaceOccluder, load_profile
 from ops.atlas import OccluderBank
 from ops.params import empty_params
-from ops.reference import composite_web, sample_atlas, shape_coverage
+from ops.reference import shape_coverage
+from ops.web import composite_web, sample_atlas
 
 HAVE_REFERENCE = (ms.REFERENCE / "reference.json").is_file() and ms.OCCLUDERS.is_dir() and ms.FACE.is_file()
 needs_reference = pytest.mark.skipif(not HAVE_REFERENCE, reason="../shared/msml_reference or its data is absent")
