@@ -121,6 +121,13 @@ class FaceOcclusionLoader:
         """The epoch the next batch belongs to."""
         return self._next // len(self)
 
+    def _new_source(self) -> RecordBatchSource:
+        """The record source from the next batch on, leaving out the images found bad so far."""
+        source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
+                                   self._next, self.read_masks)
+        source.bad_train, source.bad_masks = self._bad
+        return source
+
     def _build(self) -> None:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
@@ -128,10 +135,7 @@ class FaceOcclusionLoader:
         self._iter = None
         if self._handoff is not None:
             self._handoff.close()
-        source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
-                                   self._next, self.read_masks)
-        source.bad_train, source.bad_masks = self._bad
-        self._source = source
+        source = self._source = self._new_source()
         on_cpu = self.device == "cpu"  # CPU: the twin inside the pipeline, overlapping the consumer
         self._handoff = HandOff(self.occluder, num_threads) if on_cpu else None
         pipe = build_pipeline(source, self.batch_size, self.device_id, self.out_size, num_threads, prefetch,
@@ -189,9 +193,7 @@ class FaceOcclusionLoader:
         """Find the image(s) the decoder refused in the batches the pipeline was working on; raise
         :class:`ImageDecodeError` for the first (``"raise"``) or leave them out (``"skip"``)."""
         _, prefetch = self._settings
-        source = self._source or RecordBatchSource(self.data_dir, self.order, self.occluder.sampler,
-                                                   self.occluder.seed, self._next, self.read_masks)
-        source.bad_train, source.bad_masks = self._bad
+        source = self._source or self._new_source()
         found = []
         for g in range(self._next, self._next + prefetch + 1):
             r = source.read(*divmod(g, len(self)))

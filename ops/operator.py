@@ -73,15 +73,11 @@ class FaceOccluder:
         needed = int((table["m3d_slot"] >= 0).sum())
         if needed and (masked_faces is None or masks is None or len(masked_faces) < needed):
             raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
+        if ori_table is not None and len(ori_table) != len(table):
+            raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
         out = self._apply(faces, table, masked_faces, masks)
-        if ori_table is None and self.profile.ori == "occluded":
-            ori_table = self.sample_ori(table)
-        if ori_table is not None:
-            if len(ori_table) != len(table):
-                raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
-            ori_table = ori_table.copy()
-            ori_table["flip"] = table["flip"]
-            out["ori"] = self._apply(faces, ori_table, None, None)["img"]
+        if ori_table is not None or self.profile.ori == "occluded":
+            out["ori"] = self._occluded_ori(faces, table, ori_table)
         return out
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
@@ -94,11 +90,15 @@ class FaceOccluder:
             from .params import PARAM_DTYPE
 
             table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
-            ori_table = self.sample_ori(table)
-            ori_table["flip"] = table["flip"]
-            out["ori"] = self._gpu.apply(faces, ori_table, None, None, p.grayscale, p.normalize, self.dtype,
-                                         **self.options())["img"]
+            out["ori"] = self._occluded_ori(faces, table)
         return out
+
+    def _occluded_ori(self, faces: Any, table: np.ndarray, ori_table: np.ndarray | None = None) -> Any:
+        """MSML's ``ori``: ``ori_table`` (default :meth:`sample_ori` of ``table``) applied to the clean
+        faces with the img's flip, as the img of that table."""
+        ori_table = self.sample_ori(table) if ori_table is None else ori_table.copy()
+        ori_table["flip"] = table["flip"]
+        return self._apply(faces, ori_table, None, None)["img"]
 
     def options(self) -> dict:
         """The apply step's settings from the profile (keyword arguments of both backends)."""
