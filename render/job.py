@@ -33,6 +33,7 @@ from dali_pipes.mask_records import (
     fixed_link,
     identity_id2,
     render_digest,
+    render_manifest,
     set_files,
     train_fingerprint,
 )
@@ -181,14 +182,11 @@ class RenderJob:
 
     def installed(self) -> bool:
         """Whether the dataset's mask set is this very render (same settings, seed and train.rec)."""
-        gen = current_generation(self.dir)
-        if gen is None or not all(f.is_symlink() and os.readlink(f) == fixed_link(f.name)
-                                  for f in set_files(self.dir)):
+        if current_generation(self.dir) is None or not all(f.is_symlink() and os.readlink(f) == fixed_link(f.name)
+                                                           for f in set_files(self.dir)):
             return False
-        try:
-            return json.loads((gen / RENDER_MANIFEST).read_text()).get("digest") == self.digest
-        except (OSError, ValueError):
-            return False
+        manifest = render_manifest(self.dir)
+        return manifest is not None and manifest.get("digest") == self.digest
 
     def finals(self) -> dict[str, Path]:
         return {name: self.dir / f"{name}.rec" for name in OUTPUTS}
