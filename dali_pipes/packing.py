@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .decoding import ImageDecodeError, decode_image
+from .decoding import ImageDecodeError, decode_image, image_format
 from .recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -20,12 +20,8 @@ DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-ren
 
 
 def encoded_format(data: bytes) -> str:
-    """``"jpeg"``, ``"png"`` or ``"other"`` from an encoded image's leading bytes."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    return "other"
+    """``"jpeg"``, ``"png"`` or ``"other"`` from an encoded image's leading bytes (:func:`image_format`)."""
+    return {"JPEG": "jpeg", "PNG": "png"}.get(image_format(data) or "", "other")
 
 
 def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, bytes]],
