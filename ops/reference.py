@@ -38,7 +38,6 @@ from .web import occlude_web
 LUMA = np.array([19595, 38470, 7471], np.int32)     # Pillow's RGB -> L, 16-bit fixed point
 OFFSET_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)   # MSML's grey mask offset
 SQRT3 = np.float32(1.7320508075688772)
-ONE = 1 << 16       # OpenCV's XY_ONE: polygon edge crossings in 16.16 fixed point
 
 
 def mix32(x: np.ndarray) -> np.ndarray:
@@ -83,106 +82,21 @@ def shape_coverage(t: np.ndarray, h: int, w: int) -> np.ndarray:
     A, B = 2 * _col(e[:, 2]) + 1, 2 * _col(e[:, 3]) + 1
     dx, dy = 2 * (X - _col(e[:, 0])), 2 * (Y - _col(e[:, 1]))
     covered[rows] = dx * dx * B * B + dy * dy * A * A <= A * A * B * B
-    rows = np.flatnonzero(t["kind"] == Kind.POLYGON)
-    covered[rows] = polygon_coverage(t[rows], X, Y)
+    for i in np.flatnonzero(t["kind"] == Kind.POLYGON):
+        covered[i] = polygon_coverage(t["vx"][i], t["vy"][i], int(t["n_vertices"][i]), h, w)
     return covered
 
 
-def line_pixels(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, X: np.ndarray,
-                Y: np.ndarray) -> np.ndarray:
-    """Pixels of OpenCV's 8-connected line from (x1, y1) to (x2, y2), drawn left to right."""
-    swap = x2 < x1
-    x1, x2 = np.where(swap, x2, x1), np.where(swap, x1, x2)
-    y1, y2 = np.where(swap, y2, y1), np.where(swap, y1, y2)
-    dx, dy = x2 - x1, y2 - y1
-    sy = np.where(dy < 0, -1, 1)
-    ady = np.abs(dy)
-    i = X - x1                                          # x-major: step along x
-    minor = (2 * ady * i + dx - 1) // np.maximum(2 * dx, 1)
-    on_x = (i >= 0) & (i <= dx) & (y1 + sy * np.where(dx > 0, minor, 0) == Y)
-    j = (Y - y1) * sy                                   # y-major: step along y
-    minor = (2 * dx * j + ady - 1) // np.maximum(2 * ady, 1)
-    on_y = (j >= 0) & (j <= ady) & (x1 + minor == X)
-    return np.where(dx >= ady, on_x, on_y)
+def polygon_coverage(vx: np.ndarray, vy: np.ndarray, count: int, h: int, w: int) -> np.ndarray:
+    """Bool [H, W]: ``cv2.fillPoly`` (LINE_8, shift 0) of the polygon of the first ``count`` vertices,
+    as MSML draws it (OpenCV clips every edge to the image, draws it as an 8-connected line and fills
+    the even-odd spans between the edges' 16.16 fixed-point crossings; the kernel does the same)."""
+    import cv2
 
-
-def clip_line(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, w: int, h: int
-              ) -> tuple[np.ndarray, ...]:
-    """OpenCV's ``clipLine`` of integer segments to the image, step for step (each later step uses the
-    earlier steps' results): (visible, x1, y1, x2, y2), the points moved even when not visible."""
-    right, bottom = w - 1, h - 1
-
-    def code(x: np.ndarray, y: np.ndarray, with_y: bool = True) -> np.ndarray:
-        c = (x < 0) * 1 + (x > right) * 2
-        return c + (y < 0) * 4 + (y > bottom) * 8 if with_y else c
-
-    def moved(a: np.ndarray, p: np.ndarray, dq: np.ndarray, dp: np.ndarray) -> np.ndarray:
-        return np.trunc((a - p).astype(np.float64) * dq / np.where(dp != 0, dp, 1)).astype(np.int64)
-
-    c1, c2 = code(x1, y1), code(x2, y2)
-    work = ((c1 & c2) == 0) & ((c1 | c2) != 0)
-    step = work & ((c1 & 12) != 0)
-    a = np.where(c1 < 8, 0, bottom)
-    x1 = np.where(step, x1 + moved(a, y1, x2 - x1, y2 - y1), x1)
-    y1 = np.where(step, a, y1)
-    c1 = np.where(step, code(x1, y1, False), c1)
-    step = work & ((c2 & 12) != 0)
-    a = np.where(c2 < 8, 0, bottom)
-    x2 = np.where(step, x2 + moved(a, y2, x2 - x1, y2 - y1), x2)
-    y2 = np.where(step, a, y2)
-    c2 = np.where(step, code(x2, y2, False), c2)
-    work &= ((c1 & c2) == 0) & ((c1 | c2) != 0)
-    step = work & (c1 != 0)
-    a = np.where(c1 == 1, 0, right)
-    y1 = np.where(step, y1 + moved(a, x1, y2 - y1, x2 - x1), y1)
-    x1 = np.where(step, a, x1)
-    c1 = np.where(step, 0, c1)
-    step = work & (c2 != 0)
-    a = np.where(c2 == 1, 0, right)
-    y2 = np.where(step, y2 + moved(a, x2, y2 - y1, x2 - x1), y2)
-    x2 = np.where(step, a, x2)
-    c2 = np.where(step, 0, c2)
-    return (c1 | c2) == 0, x1, y1, x2, y2
-
-
-def polygon_coverage(t: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """``cv2.fillPoly`` (LINE_8, shift 0) of each row's polygon at pixels (X, Y), as OpenCV draws it:
-    every edge clipped to the image and drawn as an 8-connected line; then on every scanline the
-    even-odd spans between the edges' 16.16 fixed-point crossings (an edge leaving the image takes its
-    slope and x from the clipped segment), from ceil(left) to floor(right). Per pixel: a span covers
-    x when an odd number of crossings lie at or left of x, or one lies exactly on it."""
-    n = t.size
-    h, w = Y.shape[1], X.shape[2]
-    shape = (n, h, w)
-    odd = np.zeros(shape, bool)
-    covered = np.zeros(shape, bool)
-    count = t["n_vertices"].astype(np.int64)
-    rows = np.arange(n)
-    P = X * ONE
-    for i in range(t["vx"].shape[1]):
-        active = i < count
-        if not active.any():
-            break
-        j = np.where(i + 1 < count, i + 1, 0)
-        x0, y0 = t["vx"][:, i].astype(np.int64), t["vy"][:, i].astype(np.int64)
-        x1, y1 = t["vx"][rows, j].astype(np.int64), t["vy"][rows, j].astype(np.int64)
-        visible, cx0, cy0, cx1, cy1 = clip_line(x0, y0, x1, y1, w, h)
-        col = [v.reshape(n, 1, 1) for v in (cx0, cy0, cx1, cy1)]
-        covered |= (active & visible).reshape(n, 1, 1) & line_pixels(*col, X, Y)
-        outside = (x0 < 0) | (x0 >= w) | (x1 < 0) | (x1 >= w) | (y0 < 0) | (y0 >= h) | (y1 < 0) | (y1 >= h)
-        py0 = np.where(outside & (cy0 != cy1), cy0, y0)
-        py1 = np.where(outside & (cy0 != cy1), cy1, y1)
-        px0, px1 = np.where(outside, cx0, x0) * ONE, np.where(outside, cx1, x1) * ONE
-        num, den = px1 - px0, np.where(py1 != py0, py1 - py0, 1)
-        step = np.sign(num) * np.sign(den) * (np.abs(num) // np.abs(den))      # C division
-        down = y0 < y1
-        yt, yb = np.where(down, y0, y1), np.where(down, y1, y0)
-        xt = np.where(down, px0 + (y0 - py0) * step, px1 + (y1 - py1) * step)
-        on = (active & (y0 != y1)).reshape(n, 1, 1) & (_col(yt) <= Y) & (_col(yb) > Y)
-        crossing = _col(xt) + (Y - _col(yt)) * _col(step)
-        odd ^= on & (crossing <= P)
-        covered |= on & (crossing == P)
-    return covered | odd
+    out = np.zeros((h, w), np.uint8)
+    pts = np.stack([vx[:count], vy[:count]], axis=1).astype(np.int32)
+    cv2.fillPoly(out, [pts.reshape(-1, 1, 2)], 1)
+    return out.view(bool)
 
 
 def _gauss(d2x: np.ndarray, d2y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -247,6 +161,15 @@ def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return a
 
 
+def _unit(canvas: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """float32 ``canvas / 255`` of uint8 [N, C, H, W] (a view is fine), rows whose ``flip`` is 1 mirrored
+    left to right; one pass per row (the conversion, mirror and scale fused)."""
+    v = np.empty(canvas.shape, np.float32)
+    for i, f in enumerate(flip):
+        np.multiply(canvas[i, ..., ::-1] if f == 1 else canvas[i], np.float32(1 / 255), out=v[i])
+    return v
+
+
 def _channels_first(canvas: np.ndarray, grayscale: bool) -> np.ndarray:
     """uint8 [N, C, H, W]: the canvas, or its luma as one channel."""
     return luma(canvas)[:, None] if grayscale else canvas.transpose(0, 3, 1, 2)
@@ -265,9 +188,7 @@ def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, no
                 channels: int = 3, dtype: type = np.float32) -> np.ndarray:
     """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
     of ``dtype``: the arithmetic of ``img`` on an untouched face."""
-    v = _flip_rows(_channels_first(faces, grayscale).astype(np.float32), flip)
-    v *= np.float32(1 / 255)
-    return _finish(v, normalize, channels, dtype)
+    return _finish(_unit(_channels_first(faces, grayscale), flip), normalize, channels, dtype)
 
 
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
@@ -293,18 +214,14 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     shapes = np.flatnonzero(np.isin(t["kind"], (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON)))
     if shapes.size:
         covered = shape_coverage(t[shapes], h, w)
-        colour = t["colour"][shapes].reshape(-1, 1, 1, 3)
-        canvas[shapes] = np.where(covered[..., None], colour, canvas[shapes])
+        for row, cover in zip(shapes, covered):
+            canvas[row][cover] = t["colour"][row]
         occluded[shapes] |= covered
-    for kind in (Kind.GLASSES, Kind.SCARF, Kind.OBJECT):
-        rows = np.flatnonzero(t["kind"] == kind)
-        if rows.size:
-            sub, sub_occluded = canvas[rows], occluded[rows]
-            occlude_web(sub, sub_occluded, t[rows], atlas)
-            canvas[rows], occluded[rows] = sub, sub_occluded
-    v = _flip_rows(_channels_first(canvas, grayscale).astype(np.float32, order="C"), t["flip"])
+    web = np.flatnonzero(np.isin(t["kind"], (Kind.GLASSES, Kind.SCARF, Kind.OBJECT)))
+    if web.size:
+        occlude_web(canvas, occluded, t, atlas, web)
+    v = _unit(_channels_first(canvas, grayscale), t["flip"])
     msk = _flip_rows(~occluded, t["flip"])
-    v *= np.float32(1 / 255)
     lit = np.flatnonzero(t["light"] == 1)
     if lit.size == n:
         face_lighting(v, t)

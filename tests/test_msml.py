@@ -14,7 +14,7 @@ from ops import FaceOccluder, load_profile
 from ops.atlas import OccluderBank
 from ops.params import empty_params
 from ops.reference import shape_coverage
-from ops.web import composite_web, sample_atlas
+from ops.web import box_pixels, composite_web
 
 HAVE_REFERENCE = (ms.REFERENCE / "reference.json").is_file() and ms.OCCLUDERS.is_dir() and ms.FACE.is_file()
 needs_reference = pytest.mark.skipif(not HAVE_REFERENCE, reason="../shared/msml_reference or its data is absent")
@@ -107,10 +107,10 @@ def test_web_occluders_are_resized_exactly_as_pillow_resizes_rgba():
             want = _pillow_two_pass(rgba, w, h)
             t = empty_params(1)
             t["box"], t["src"], t["atlas"], t["replace_alpha"] = [0, 0, w, h], [0, 0, *rgba.shape[1::-1]], e, -1
-            premul, alpha = sample_atlas(t, bank.atlas, np.arange(w)[None], np.arange(h)[None])
-            rgb = np.zeros((1, h, w, 3), np.int64)
-            composite_web(rgb, t, premul, alpha)
-            assert np.array_equal(alpha[0], want[..., 3]) and np.array_equal(rgb[0], want[..., :3])
+            resized = box_pixels(t[0], bank.atlas)
+            rgb = np.zeros((h, w, 3), np.int64)
+            composite_web(rgb, resized, -1, 0)
+            assert np.array_equal(resized[..., 3], want[..., 3]) and np.array_equal(rgb, want[..., :3])
 
 
 def test_objects_are_fitted_and_padded_never_cropped():
