@@ -127,7 +127,7 @@ class _ReadyMade:
         table["m3d_slot"] = -1
         self.out = occluder.apply(faces, table)
 
-    def apply(self, faces: Any, table: Any, *_: Any) -> dict:
+    def apply(self, faces: Any, table: Any, *_: Any, **__: Any) -> dict:
         return {k: v[:len(table)] for k, v in self.out.items()}
 
 
@@ -153,10 +153,12 @@ def cpu_seconds() -> float:
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str, cpu: dict | None = None) -> dict[str, float]:
+              device: str, cpu: dict | None = None, settle: int = 4) -> dict[str, float]:
     """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
     ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
-    threads; DataLoader workers are children) into it."""
+    threads; DataLoader workers are children) into it. Each turn first runs ``settle`` untimed steps:
+    a pipeline keeps working ahead (prefetch, worker threads and processes) after its turn ends, and
+    that work must not count in the next contender's time."""
     for step in contenders.values():
         for _ in range(warmup):
             step()
@@ -164,6 +166,8 @@ def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: in
     used = dict.fromkeys(contenders, 0.0)
     for _ in range(rounds):
         for name, step in contenders.items():
+            for _ in range(settle):  # untimed: the work the previous contender left running finishes here
+                step()
             synchronize(device)
             start, cpu_start = time.perf_counter(), cpu_seconds()
             for _ in range(batches):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ops import FaceOccluder
+from ops.buffers import BufferPool
 from ops.params import PARAM_DTYPE
 
 from .source import ROW, RecordBatchSource
@@ -50,11 +51,12 @@ def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, mask
 
 
 def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
-                masks: np.ndarray | None, a: int, b: int) -> dict:
+                masks: np.ndarray | None, a: int, b: int, alloc: BufferPool | None = None) -> dict:
     """The twin on rows ``a:b`` of a batch whose 3D-mask rows have ``m3d_slot`` = their own row."""
     rows = table[a:b].copy()
     rows["m3d_slot"] = np.where(rows["m3d_slot"] >= 0, rows["m3d_slot"] - a, -1)
-    return occ.apply(faces[a:b], rows, None if masked is None else masked[a:b], None if masks is None else masks[a:b])
+    return occ.apply(faces[a:b], rows, None if masked is None else masked[a:b], None if masks is None else masks[a:b],
+                     alloc=alloc)
 
 
 class OcclusionStep:
@@ -69,22 +71,23 @@ class OcclusionStep:
         self.kind = kind
         self.threads = max(1, int(threads))
         self._pool = None
+        self._buffers = BufferPool(self.threads + 2)   # DALI copies the outputs: they come back soon
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pool": None}
+        return {**self.__dict__, "_pool": None, "_buffers": BufferPool(self.threads + 2)}
 
     def _parts(self, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
                masks: np.ndarray | None) -> list[dict]:
         n = len(table)
         parts = min(self.threads, max(1, n // 16))
         if parts == 1:
-            return [_rows_apply(self.occluder, faces, table, masked, masks, 0, n)]
+            return [_rows_apply(self.occluder, faces, table, masked, masks, 0, n, self._buffers)]
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.threads)
         bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
-        jobs = [self._pool.submit(_rows_apply, self.occluder, faces, table, masked, masks, a, b)
+        jobs = [self._pool.submit(_rows_apply, self.occluder, faces, table, masked, masks, a, b, self._buffers)
                 for a, b in zip(bounds[:-1], bounds[1:])]
         return [j.result() for j in jobs]
 
@@ -120,14 +123,17 @@ class HandOff:
     output copy and the iterator's copy (on a CPU, copying them costs as much as the twin), the
     step does not hold a DALI thread while the twin runs, and consecutive batches are occluded in
     parallel, each whole (no join). DALI runs one operator's iterations in order, so :attr:`ready`
-    is in batch order; the keys let the consumer check that."""
+    is in batch order; the keys let the consumer check that. The outputs are written to arrays of a
+    :class:`ops.buffers.BufferPool` (up to ``keep`` per output): those of batches the consumer has let
+    go of are reused, those it keeps are never touched."""
 
-    def __init__(self, occluder: FaceOccluder, threads: int = 1) -> None:
+    def __init__(self, occluder: FaceOccluder, threads: int = 1, keep: int = 8) -> None:
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         self.occluder = occluder
         self.ready: deque = deque()
+        self.buffers = BufferPool(keep)
         self._pool = ThreadPoolExecutor(max(1, int(threads)), thread_name_prefix="faceocc-occlusion")
 
     def __call__(self, faces: list, meta: list, masked: list | None = None, masks: list | None = None) -> list:
@@ -142,7 +148,7 @@ class HandOff:
             masked = np.stack([masked[i] for i in rows])
             masks = np.stack([masks[i] for i in rows])[..., 0]
             table["m3d_slot"][rows] = np.arange(len(rows))
-        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table, masked, masks, 0, n)
+        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table, masked, masks, 0, n, self.buffers)
         self.ready.append((keys, job))
         return list(table["kind"].astype(np.int8).reshape(n, 1))
 

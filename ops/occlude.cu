@@ -114,7 +114,8 @@ __device__ bool on_line(long long x1, long long y1, long long x2, long long y2, 
   return X == x1 + (2 * dx * k + ady - 1) / (2 * ady);
 }
 
-// cv2.fillPoly (LINE_8, shift 0) as polygon_coverage: clipped edge lines plus even-odd scanline spans
+// cv2.fillPoly (LINE_8, shift 0), OpenCV's algorithm: edges clipped (clipLine) and drawn as 8-connected lines,
+// plus the even-odd spans between the edges' 16.16 fixed-point crossings (tested against cv2 via the twin)
 __device__ bool polygon_covers(const Params& p, int X, int Y, int w, int h) {
   bool odd = false, covered = false;
   const int n = p.n_vertices;

@@ -61,10 +61,12 @@ class FaceOccluder:
         return self.sampler.sample(n, batch_rng(self.seed, shard, epoch, batch))
 
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None,
-              ori_table: np.ndarray | None = None) -> dict:
+              ori_table: np.ndarray | None = None, alloc: Any = None) -> dict:
         """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table. With the
         profile's ``ori: occluded`` (or an explicit ``ori_table``), ``ori`` is :meth:`sample_ori`'s
-        table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``."""
+        table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``.
+        On the CPU, ``alloc(shape, dtype)`` (default ``np.empty``; e.g. an ``ops.buffers.BufferPool``)
+        gives the arrays the outputs are written to."""
         if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
             raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
                              f"batch); got {tuple(faces.shape)}")
@@ -75,9 +77,9 @@ class FaceOccluder:
             raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
         if ori_table is not None and len(ori_table) != len(table):
             raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
-        out = self._apply(faces, table, masked_faces, masks)
+        out = self._apply(faces, table, masked_faces, masks, alloc)
         if ori_table is not None or self.profile.ori == "occluded":
-            out["ori"] = self._occluded_ori(faces, table, ori_table)
+            out["ori"] = self._occluded_ori(faces, table, ori_table, alloc)
         return out
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
@@ -93,12 +95,13 @@ class FaceOccluder:
             out["ori"] = self._occluded_ori(faces, table)
         return out
 
-    def _occluded_ori(self, faces: Any, table: np.ndarray, ori_table: np.ndarray | None = None) -> Any:
+    def _occluded_ori(self, faces: Any, table: np.ndarray, ori_table: np.ndarray | None = None,
+                      alloc: Any = None) -> Any:
         """MSML's ``ori``: ``ori_table`` (default :meth:`sample_ori` of ``table``) applied to the clean
         faces with the img's flip, as the img of that table."""
         ori_table = self.sample_ori(table) if ori_table is None else ori_table.copy()
         ori_table["flip"] = table["flip"]
-        return self._apply(faces, ori_table, None, None)["img"]
+        return self._apply(faces, ori_table, None, None, alloc)["img"]
 
     def options(self) -> dict:
         """The apply step's settings from the profile (keyword arguments of both backends)."""
@@ -106,13 +109,13 @@ class FaceOccluder:
         return {"gray_channels": p.gray_channels, "gray_offset_divisor": p.gray_offset_divisor,
                 "mask_threshold": p.mask3d.threshold}
 
-    def _apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any) -> dict:
+    def _apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, alloc: Any = None) -> dict:
         p = self.profile
         if self._gpu is not None:
             return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
                                    **self.options())
         return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, p.grayscale,
-                          p.normalize, self.dtype, self._pool, self.threads, **self.options())
+                          p.normalize, self.dtype, self._pool, self.threads, alloc or np.empty, **self.options())
 
     def sample_ori(self, table: np.ndarray) -> np.ndarray:
         """The table of MSML's ``ori``, a second occlusion draw independent of the img's, as a pure

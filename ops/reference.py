@@ -29,11 +29,15 @@ occluded, flipped with the image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .kinds import Kind
 from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
 from .web import occlude_web
+
+Alloc = Callable[..., np.ndarray]   # (shape, dtype) -> an array to overwrite
 
 LUMA = np.array([19595, 38470, 7471], np.int32)     # Pillow's RGB -> L, 16-bit fixed point
 OFFSET_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)   # MSML's grey mask offset
@@ -161,13 +165,36 @@ def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return a
 
 
-def _unit(canvas: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """float32 ``canvas / 255`` of uint8 [N, C, H, W] (a view is fine), rows whose ``flip`` is 1 mirrored
-    left to right; one pass per row (the conversion, mirror and scale fused)."""
-    v = np.empty(canvas.shape, np.float32)
+def _planes(canvas: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Contiguous uint8 [N, C, H, W] of a uint8 [N, C, H, W] view, rows whose ``flip`` is 1 mirrored."""
+    planes = np.empty(canvas.shape, np.uint8)
     for i, f in enumerate(flip):
-        np.multiply(canvas[i, ..., ::-1] if f == 1 else canvas[i], np.float32(1 / 255), out=v[i])
+        planes[i] = canvas[i, ..., ::-1] if f == 1 else canvas[i]
+    return planes
+
+
+def _lookup(planes: np.ndarray, table: np.ndarray, alloc: Alloc) -> np.ndarray:
+    """float32 ``table[planes]`` (``cv2.LUT``: one pass, no index temporaries) in an array from ``alloc``."""
+    import cv2
+
+    out = alloc(planes.shape, np.float32)
+    flat = out.reshape(-1, planes.shape[-1])
+    got = cv2.LUT(planes.reshape(-1, planes.shape[-1]), table, dst=flat)
+    if got is not flat:
+        flat[...] = got
+    return out
+
+
+def _per_value(normalize: bool) -> np.ndarray:
+    """float32 [256]: each uint8 value as steps 5 (``v = canvas / 255``) and, with ``normalize``, 7 compute
+    it on an unlit pixel; a lookup of this table gives those steps' exact bits."""
+    v = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
+    if normalize:
+        v = (v - np.float32(0.5)) / np.float32(0.5)
     return v
+
+
+UNIT, NORMALIZED = _per_value(False), _per_value(True)
 
 
 def _channels_first(canvas: np.ndarray, grayscale: bool) -> np.ndarray:
@@ -175,33 +202,43 @@ def _channels_first(canvas: np.ndarray, grayscale: bool) -> np.ndarray:
     return luma(canvas)[:, None] if grayscale else canvas.transpose(0, 3, 1, 2)
 
 
-def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type) -> np.ndarray:
+def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type, alloc: Alloc = np.empty) -> np.ndarray:
+    """Step 7 on ``v`` [N, C, H, W] float32 (in place), as ``channels`` channels (one repeated) of ``dtype``."""
     if normalize:
         v -= np.float32(0.5)
         v /= np.float32(0.5)
-    if v.shape[1] != channels:
-        v = np.repeat(v, channels, axis=1)
-    return v.astype(dtype, copy=False)
+    return _shaped(v, channels, dtype, alloc)
+
+
+def _shaped(v: np.ndarray, channels: int, dtype: type, alloc: Alloc) -> np.ndarray:
+    """``v`` as ``channels`` channels (one repeated) of ``dtype``: ``v`` itself when it is that already."""
+    if v.shape[1] == channels and v.dtype == dtype:
+        return v
+    out = alloc((v.shape[0], channels, *v.shape[2:]), dtype)
+    out[...] = v
+    return out
 
 
 def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, normalize: bool = True,
-                channels: int = 3, dtype: type = np.float32) -> np.ndarray:
+                channels: int = 3, dtype: type = np.float32, alloc: Alloc = np.empty) -> np.ndarray:
     """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
-    of ``dtype``: the arithmetic of ``img`` on an untouched face."""
-    return _finish(_unit(_channels_first(faces, grayscale), flip), normalize, channels, dtype)
+    of ``dtype``: the arithmetic of ``img`` on an untouched face (steps 4, 5 and 7 as one lookup)."""
+    planes = _planes(_channels_first(faces, grayscale), flip)
+    return _shaped(_lookup(planes, NORMALIZED if normalize else UNIT, alloc), channels, dtype, alloc)
 
 
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
                     masked_faces: np.ndarray | None = None, masks: np.ndarray | None = None,
                     grayscale: bool = False, normalize: bool = True, dtype: type = np.float32,
                     gray_channels: int = 1, gray_offset_divisor: float = 3.0,
-                    mask_threshold: int = 128) -> dict[str, np.ndarray]:
+                    mask_threshold: int = 128, alloc: Alloc = np.empty) -> dict[str, np.ndarray]:
     """Apply a parameter table to a batch of uint8 faces [N, H, W, 3].
 
     ``masked_faces`` [M, H, W, 3] and ``masks`` [M, H, W] (values <= ``mask_threshold`` where the mask
     covers the face) hold the offline renders of the rows with ``m3d_slot >= 0``. Returns ``img`` and
     ``ori`` [N, C, H, W] of ``dtype`` (C = 3, or ``gray_channels`` with grayscale), ``msk`` [N, H, W]
-    int32 (1 clean, 0 occluded) and ``kind`` [N] int8.
+    int32 (1 clean, 0 occluded) and ``kind`` [N] int8. ``alloc(shape, dtype)`` gives the arrays that
+    hold the outputs (``np.empty``, or a :class:`ops.buffers.BufferPool`).
     """
     n, h, w, _ = faces.shape
     channels = gray_channels if grayscale else 3
@@ -220,7 +257,7 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     web = np.flatnonzero(np.isin(t["kind"], (Kind.GLASSES, Kind.SCARF, Kind.OBJECT)))
     if web.size:
         occlude_web(canvas, occluded, t, atlas, web)
-    v = _unit(_channels_first(canvas, grayscale), t["flip"])
+    v = _lookup(_planes(_channels_first(canvas, grayscale), t["flip"]), UNIT, alloc)
     msk = _flip_rows(~occluded, t["flip"])
     lit = np.flatnonzero(t["light"] == 1)
     if lit.size == n:
@@ -234,6 +271,8 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
             offset = (offset[:, 0] * OFFSET_LUMA[0] + offset[:, 1] * OFFSET_LUMA[1]
                       + offset[:, 2] * OFFSET_LUMA[2])[:, None] / np.float32(gray_offset_divisor)
         v[aug] -= offset
-    img = _finish(v, normalize, channels, dtype)
-    ori = clean_faces(faces, t["flip"], grayscale, normalize, channels, dtype)
-    return {"img": img, "msk": msk.astype(np.int32), "ori": ori, "kind": t["kind"].astype(np.int8)}
+    img = _finish(v, normalize, channels, dtype, alloc)
+    ori = clean_faces(faces, t["flip"], grayscale, normalize, channels, dtype, alloc)
+    out = alloc(msk.shape, np.int32)
+    out[...] = msk
+    return {"img": img, "msk": out, "ori": ori, "kind": t["kind"].astype(np.int8)}

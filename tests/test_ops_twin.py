@@ -195,6 +195,11 @@ def test_bad_batches_are_refused():
         occ.apply(_faces(64), table)
     with pytest.raises(ValueError, match="device"):
         FaceOccluder(device="tpu")
+    web = occ.sample(64, batch=1)
+    web = web[np.isin(web["kind"], (Kind.GLASSES, Kind.SCARF, Kind.OBJECT)) & (web["m3d_slot"] < 0)][:1].copy()
+    web["src"][0, 0] = occ.bank.cell - web["src"][0, 2] + 1          # one column past the atlas cell
+    with pytest.raises(ValueError, match="not inside the atlas cell"):
+        occ.apply(_faces(1), web)
 
 
 def test_any_image_size_works():
