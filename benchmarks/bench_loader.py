@@ -153,7 +153,7 @@ def cpu_seconds() -> float:
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str, cpu: dict | None = None, settle: int = 4) -> dict[str, float]:
+              device: str, cpu: dict | None = None, settle: int = 6) -> dict[str, float]:
     """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
     ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
     threads; DataLoader workers are children) into it. Each turn first runs ``settle`` untimed steps:
@@ -204,11 +204,15 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
         if device == "cpu":
             pair["faceocc_occlusion_off_without_twin"] = partial(
                 next, faceocc_loader(data, b, device, threads, occlusion_off(), without_twin=True))
+        if args.controls:
+            pair["bare_dali_again"] = partial(next, bare_dali(data, b, device, threads))
         figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms))
         del pair
         say("faceocc MS1M mix vs the MSML-style DataLoader ...")
         pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
                 "msml_dataloader": partial(next, msml_dataloader(data, b, cores))}
+        if args.controls:
+            pair["msml_dataloader_again"] = partial(next, msml_dataloader(data, b, cores))
         figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device, cpu_ms))
         del pair
     ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
@@ -218,6 +222,8 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                   figures["faceocc_record_path_with_masks"] / figures["readers_mxnet_raw"],
               "occlusion_off_vs_bare_dali_cpu_time": cpu_ms["bare_dali"] / cpu_ms["faceocc_occlusion_off"],
               "ms1m_vs_msml_dataloader_cpu_time": cpu_ms["msml_dataloader"] / cpu_ms["faceocc_ms1m"]}
+    controls = {k: figures[f"{k}_again"] / figures[k] for k in ("bare_dali", "msml_dataloader")
+                if f"{k}_again" in figures}
     if "faceocc_occlusion_off_without_twin" in figures:
         ratios["occlusion_off_without_twin_vs_bare_dali"] = (figures["faceocc_occlusion_off_without_twin"]
                                                              / figures["bare_dali"])
@@ -226,9 +232,10 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                 "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
                 "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
                                       "ms1m": max(2, args.batches // 2)},
-                "warmup": args.warmup, "units": "records/s for the record path, img/s otherwise",
+                "warmup": args.warmup, "settle_per_turn": 6, "units": "records/s for the record path, img/s otherwise",
                 "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
     result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
+              "controls_same_contender_twice": controls,
               "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
                                        "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
                                        "rows (readers.mxnet has no counterpart)",
@@ -237,6 +244,9 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                                             "img/s to other load on the machine; *_cpu_time ratios are images "
                                             "per CPU-second, faceocc over the other",
                         "msml_dataloader": f"{cores} worker processes, one per core",
+                        "controls_same_contender_twice": "a second instance of the baseline in the same "
+                                                         "alternation: its ratio to the first shows the "
+                                                         "measurement's own spread (ideally 1)",
                         "without_twin": "diagnostic, CPU: the occlusion step hands out ready-made tensors "
                                         "instead of running the NumPy twin; what is left is the loader's own "
                                         "cost (records, decode, hand-off), the part a GPU run keeps on the CPU"}}
@@ -254,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="dataset folder (default ~/.cache/faceocc/bench-loader)")
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS}/loader-<device>.json)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-controls", dest="controls", action="store_false",
+                    help="skip the second instances of bare DALI and the DataLoader (the measurement's spread)")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     path, result = run(args)
@@ -262,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in result["ratios"].items():
         target = f"  (target {TARGETS[name]})" if name in TARGETS else ""
         print(f"{name:40s} {value:8.2f}{target}")
+    for name, value in result["controls_same_contender_twice"].items():
+        print(f"{'control: ' + name + ' again / first':40s} {value:8.2f}")
     print(f"wrote {path}")
     return 0
 

@@ -104,3 +104,25 @@ def test_faceocc_bench_writes_json_and_png(tmp_path, capsys):
     assert doc["settings"]["dataset"]["images"] == 128 and doc["environment"]["cpu_count"] >= 1
     assert out.with_suffix(".png").stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_alternation_times_only_the_turns_own_steps():
+    """Each turn runs its settle steps untimed, so a step that is slow only right after another
+    contender's turn (the other's background work still running) is not charged for it."""
+    import time
+
+    from benchmarks.bench_loader import alternate
+
+    calls = {"a": 0, "b": 0}
+    last = [None]
+
+    def step(name: str) -> None:
+        calls[name] += 1
+        if last[0] != name:                      # the first steps after a switch pay for the other's work
+            time.sleep(0.05)
+        last[0] = name
+
+    rates = alternate({"a": lambda: step("a"), "b": lambda: step("b")}, batches=5, rounds=3, warmup=1, batch=1,
+                      device="cpu", settle=2)
+    assert calls == {"a": 1 + 3 * (2 + 5), "b": 1 + 3 * (2 + 5)}
+    assert min(rates.values()) > 5 / 0.05                      # no timed step slept
