@@ -98,8 +98,9 @@ def polygon_coverage(vx: np.ndarray, vy: np.ndarray, count: int, h: int, w: int)
     import cv2
 
     out = np.zeros((h, w), np.uint8)
-    pts = np.stack([vx[:count], vy[:count]], axis=1).astype(np.int32)
-    cv2.fillPoly(out, [pts.reshape(-1, 1, 2)], 1)
+    if count > 0:                       # no vertex, no pixel (cv2 refuses an empty polygon)
+        pts = np.stack([vx[:count], vy[:count]], axis=1).astype(np.int32)
+        cv2.fillPoly(out, [pts.reshape(-1, 1, 2)], 1)
     return out.view(bool)
 
 

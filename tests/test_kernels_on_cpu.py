@@ -139,6 +139,14 @@ def test_occlude_fuzzed_tables(cp, seed):
     run_both(occ, table, faces, masked, masks, f"fuzz seed {seed}")
 
 
+def test_polygons_of_fewer_than_three_vertices_match_the_spec(cp, faces112):
+    faces, masked, masks = faces112
+    occ = FaceOccluder(dataclasses.replace(load_profile("ms1m"), kinds={"polygon": 1.0}), device="gpu", seed=2)
+    table = occ.sample(6, batch=4)
+    table["n_vertices"] = np.arange(6) % 3                      # 0, 1, 2 vertices: nothing, a dot, a line
+    run_both(occ, table, faces[:6], masked, masks, "degenerate polygons")
+
+
 def test_mask3d_light_with_sigma_zero_matches_the_kernel(cp, faces112):
     """Defect: the kernel takes 2 sigma^2 = 1 when sigma is 0, the spec divided by zero (NaN at the centre)."""
     faces, masked, masks = faces112

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks import msml_stats as ms
-from ops import FaceOccluder, load_profile
+from ops import FaceOccluder, Kind, load_profile
 from ops.atlas import OccluderBank
 from ops.params import empty_params
 from ops.reference import shape_coverage
@@ -152,3 +152,20 @@ def test_the_msml_style_baseline_matches_msml_statistics():
     scores = ms.score(ms.baseline_sampler(reference=ref), SAMPLES, seed=7, reference=ref)
     worst = {(kind, name): round(d, 4) for kind, s in scores.items() for name, d in s.items() if d > ms.LIMIT}
     assert not worst, f"KS above {ms.LIMIT}: {worst}"
+
+
+def test_polygons_of_fewer_than_three_vertices_are_what_cv2_draws():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(4)
+    t = empty_params(30)
+    t["kind"] = Kind.POLYGON
+    t["n_vertices"] = np.arange(30) % 3                  # 0, 1, 2 vertices
+    t["vx"] = rng.integers(-20, 130, t["vx"].shape)
+    t["vy"] = rng.integers(-20, 130, t["vy"].shape)
+    covered = shape_coverage(t, 112, 112)
+    for i in range(30):
+        m = t["n_vertices"][i]
+        img = np.zeros((112, 112), np.uint8)
+        if m:
+            cv2.fillPoly(img, np.stack([t["vx"][i, :m], t["vy"][i, :m]], 1).astype(np.int32)[None], 1)
+        assert np.array_equal(img > 0, covered[i]), i
