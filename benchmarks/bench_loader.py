@@ -1,6 +1,6 @@
 """The loader's own cost, side by side with what it must keep up with, in one run (issue 13).
 
-    PYTHONPATH=. python benchmarks/bench_loader.py [--device cpu] [--rounds 3] [--out FILE]
+    PYTHONPATH=. python benchmarks/bench_loader.py [--device cpu] [--rounds 12] [--out FILE]
 
 On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
 threads for every pipeline:
@@ -8,12 +8,15 @@ threads for every pipeline:
 1. record path: DALI ``readers.mxnet`` alone (no decode) vs faceocc's external source alone (train.rec
    records, labels, keys, MS1M parameter rows; and again with the 3D-mask records of the rows that
    use them), records/s;
-2. bare DALI (readers.mxnet + decoders.image + resize + crop_mirror_normalize) vs faceocc's loader
-   with the occlusion off (kinds {none: 1}, lighting p 0, flip_p 0), img/s;
+2. bare DALI (readers.mxnet + decoders.image + resize + crop_mirror_normalize; and again without the
+   resize, which on these 112 x 112 images copies them unchanged and which faceocc skips) vs faceocc's
+   loader with the occlusion off (kinds {none: 1}, lighting p 0, flip_p 0), img/s;
 3. faceocc's loader with the MS1M mix vs the MSML-style DataLoader (one worker per core), img/s.
 
-Each pair is measured alternately, ``--rounds`` times, on pipelines built once; a figure is the
-total images over the total time of its rounds; the decode pair also records CPU time per batch.
+Each pair is measured alternately, ``--rounds`` times, on pipelines built once, each turn after
+untimed settle steps; a figure is the total images over the total time of its rounds; the decode pair
+also records CPU time per batch. A second instance of each baseline (``--no-controls`` skips them)
+shows the measurement's own spread.
 Writes JSON (environment, settings, figures, ratios, targets) to
 ``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures move with
 the machine's load.
@@ -30,6 +33,8 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -95,11 +100,12 @@ def record_path(data: Path, batch: int, threads: int, masks: bool) -> Callable[[
     return build_pipeline(source, batch, None, (112, 112), threads, decode=False).run
 
 
-def bare_dali(data: Path, batch: int, device: str, threads: int) -> Iterator:
-    """readers.mxnet -> decoders.image -> resize -> crop_mirror_normalize through DALIGenericIterator."""
+def bare_dali(data: Path, batch: int, device: str, threads: int, resize: bool = True) -> Iterator:
+    """readers.mxnet -> decoders.image -> resize -> crop_mirror_normalize through DALIGenericIterator
+    (issue 13's baseline); without ``resize``, the harness's (and issue 16's) baseline."""
     from benchmarks.harness import bare_dali as harness_bare_dali
 
-    return harness_bare_dali(data, batch, device, threads, (112, 112), 0)
+    return harness_bare_dali(data, batch, device, threads, (112, 112), 0, resize)
 
 
 def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: Any,
@@ -120,7 +126,6 @@ class _ReadyMade:
     """Stands in for the occluder in the CPU step: returns tensors made once, of the real shapes."""
 
     def __init__(self, occluder: Any, n: int) -> None:
-        import numpy as np
 
         faces = np.zeros((n, *occluder.size, 3), np.uint8)
         table = occluder.sample(n)
@@ -153,12 +158,14 @@ def cpu_seconds() -> float:
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str, cpu: dict | None = None, settle: int = 6) -> dict[str, float]:
+              device: str, cpu: dict | None = None, settle: int = 6, per_round: dict | None = None
+              ) -> dict[str, float]:
     """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
     ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
-    threads; DataLoader workers are children) into it. Each turn first runs ``settle`` untimed steps:
-    a pipeline keeps working ahead (prefetch, worker threads and processes) after its turn ends, and
-    that work must not count in the next contender's time."""
+    threads; DataLoader workers are children) into it; with ``per_round``, each round's seconds per
+    contender into it. Each turn first runs ``settle`` untimed steps: a pipeline keeps working ahead
+    (prefetch, worker threads and processes) after its turn ends, and that work must not count in the
+    next contender's time."""
     for step in contenders.values():
         for _ in range(warmup):
             step()
@@ -175,6 +182,8 @@ def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: in
             synchronize(device)
             spent[name] += time.perf_counter() - start
             used[name] += cpu_seconds() - cpu_start
+            if per_round is not None:
+                per_round.setdefault(name, []).append(time.perf_counter() - start)
     if cpu is not None:
         cpu.update({name: 1e3 * u / (rounds * batches) for name, u in used.items()})
     return {name: rounds * batches * batch / t for name, t in spent.items()}
@@ -191,32 +200,37 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
     figures: dict[str, float] = {}
     cpu_ms: dict[str, float] = {}
+    rounds: dict[str, list[float]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         say("record path: readers.mxnet vs faceocc's source ...")
         figures.update(alternate({"readers_mxnet_raw": readers_mxnet_raw(data, b, threads),
                                   "faceocc_record_path": record_path(data, b, threads, False),
                                   "faceocc_record_path_with_masks": record_path(data, b, threads, True)},
-                                 args.batches * 4, args.rounds, args.warmup, b, "cpu"))
+                                 args.batches * 4, args.rounds, args.warmup, b, "cpu", per_round=rounds))
         say("bare DALI vs faceocc with the occlusion off ...")
         pair = {"bare_dali": partial(next, bare_dali(data, b, device, threads)),
                 "faceocc_occlusion_off": partial(next, faceocc_loader(data, b, device, threads, occlusion_off()))}
         if device == "cpu":
             pair["faceocc_occlusion_off_without_twin"] = partial(
                 next, faceocc_loader(data, b, device, threads, occlusion_off(), without_twin=True))
+        pair["bare_dali_without_resize"] = partial(next, bare_dali(data, b, device, threads, resize=False))
         if args.controls:
             pair["bare_dali_again"] = partial(next, bare_dali(data, b, device, threads))
-        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms))
+        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms, per_round=rounds))
         del pair
         say("faceocc MS1M mix vs the MSML-style DataLoader ...")
         pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
                 "msml_dataloader": partial(next, msml_dataloader(data, b, cores))}
         if args.controls:
             pair["msml_dataloader_again"] = partial(next, msml_dataloader(data, b, cores))
-        figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device, cpu_ms))
+        figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device, cpu_ms,
+                                 per_round=rounds))
         del pair
     ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
               "occlusion_off_vs_bare_dali": figures["faceocc_occlusion_off"] / figures["bare_dali"],
+              "occlusion_off_vs_bare_dali_without_resize":
+                  figures["faceocc_occlusion_off"] / figures["bare_dali_without_resize"],
               "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"],
               "record_path_with_masks_vs_readers_mxnet":
                   figures["faceocc_record_path_with_masks"] / figures["readers_mxnet_raw"],
@@ -228,6 +242,17 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
         ratios["occlusion_off_without_twin_vs_bare_dali"] = (figures["faceocc_occlusion_off_without_twin"]
                                                              / figures["bare_dali"])
     targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()}
+    paired = {"record_path_vs_readers_mxnet": ("faceocc_record_path", "readers_mxnet_raw"),
+              "occlusion_off_vs_bare_dali": ("faceocc_occlusion_off", "bare_dali"),
+              "occlusion_off_vs_bare_dali_without_resize": ("faceocc_occlusion_off", "bare_dali_without_resize"),
+              "ms1m_vs_msml_dataloader": ("faceocc_ms1m", "msml_dataloader"),
+              "control_bare_dali": ("bare_dali_again", "bare_dali"),
+              "control_msml_dataloader": ("msml_dataloader_again", "msml_dataloader")}
+    per_round = {}
+    for key, (mine, other) in paired.items():
+        if mine in rounds and other in rounds:
+            r = np.asarray(rounds[other]) / np.asarray(rounds[mine])      # same images per turn: time ratio
+            per_round[key] = {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
     settings = {"device": device, "dataset": "faceocc demo (512 jittered faces, masks rendered)",
                 "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
                 "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
@@ -235,7 +260,7 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                 "warmup": args.warmup, "settle_per_turn": 6, "units": "records/s for the record path, img/s otherwise",
                 "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
     result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
-              "controls_same_contender_twice": controls,
+              "controls_same_contender_twice": controls, "per_round_ratios": per_round,
               "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
                                        "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
                                        "rows (readers.mxnet has no counterpart)",
@@ -247,6 +272,13 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                         "controls_same_contender_twice": "a second instance of the baseline in the same "
                                                          "alternation: its ratio to the first shows the "
                                                          "measurement's own spread (ideally 1)",
+                        "per_round_ratios": "each round's ratio of the pair's two turns, taken back to back: "
+                                            "their spread shows how much the machine's load moved",
+                        "bare_dali": "issue 13's baseline: readers.mxnet + decoders.image + resize + "
+                                     "crop_mirror_normalize; the dataset's images are 112 x 112 already, so its "
+                                     "resize copies them unchanged, a step faceocc skips (it resizes only images "
+                                     "of another size); bare_dali_without_resize is the same pipeline without "
+                                     "that step (issue 16's and the harness's baseline)",
                         "without_twin": "diagnostic, CPU: the occlusion step hands out ready-made tensors "
                                         "instead of running the NumPy twin; what is left is the loader's own "
                                         "cost (records, decode, hand-off), the part a GPU run keeps on the CPU"}}
@@ -258,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--batches", type=int, default=12, help="timed batches per contender and round")
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None, help="DALI threads (default: cores, at most 16)")
     ap.add_argument("--work", default=None, help="dataset folder (default ~/.cache/faceocc/bench-loader)")

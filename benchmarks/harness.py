@@ -54,8 +54,11 @@ def rate(batches: Iterator[Any], count: int, warmup: int, batch_size: int, devic
     return count * batch_size / (time.perf_counter() - start)
 
 
-def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int, int], seed: int) -> Iterator:
-    """readers.mxnet -> decoders.image -> crop_mirror_normalize, through DALIGenericIterator."""
+def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int, int], seed: int,
+              resize: bool = False) -> Iterator:
+    """readers.mxnet -> decoders.image -> crop_mirror_normalize, through DALIGenericIterator; with
+    ``resize``, ``fn.resize`` to ``size`` before the crop (on images already of that size DALI's resize
+    copies them unchanged, at about the cost of the decode)."""
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
@@ -72,7 +75,8 @@ def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int
         jpegs, labels = fn.readers.mxnet(path=[str(rec)], index_path=[str(idx)], random_shuffle=True,
                                          name="Reader")
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
-        images = fn.resize(images, resize_x=size[1], resize_y=size[0])
+        if resize:
+            images = fn.resize(images, resize_x=size[1], resize_y=size[0])
         out = fn.crop_mirror_normalize(images, crop=size, mirror=fn.random.coin_flip(), dtype=types.FLOAT,
                                        mean=[127.5] * 3, std=[127.5] * 3, output_layout="CHW")
         return out, labels

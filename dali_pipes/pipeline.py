@@ -210,11 +210,16 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
             return data
         image = fn.decoders.image(data, device="mixed" if gpu else "cpu", adjust_orientation=True,
                                   output_type=types.GRAY if gray else types.RGB)
-        return fn.resize(image, resize_x=w, resize_y=h,
-                         interp_type=types.INTERP_NN if gray else types.INTERP_LINEAR, antialias=not gray)
+        shape = fn.peek_image_shape(data, adjust_orientation=True)     # from the header: no decode
+        if (shape[0] == h) & (shape[1] == w):   # InsightFace's own size: resizing would copy it unchanged
+            out = image
+        else:
+            out = fn.resize(image, resize_x=w, resize_y=h,
+                            interp_type=types.INTERP_NN if gray else types.INTERP_LINEAR, antialias=not gray)
+        return out
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id,
-                  prefetch_queue_depth=prefetch, py_start_method="spawn", enable_conditionals=has_masks)
+                  prefetch_queue_depth=prefetch, py_start_method="spawn", enable_conditionals=True)
     def pipe() -> tuple:
         outs = fn.external_source(source=source, num_outputs=source.num_outputs, batch=True, batch_info=True,
                                   cycle=None, dtype=source_types(has_masks))

@@ -148,3 +148,50 @@ def test_placement_follows_torchrun_environment(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed_placement(None, None) == (3, 4, 1)
     assert distributed_placement(0, 2) == (0, 2, 1)
+
+
+def test_images_of_the_output_size_skip_the_resize_and_others_are_resized(tmp_path):
+    """The pipeline resizes only images of another size (DALI's resize copies an image of the output
+    size unchanged): a batch mixing sizes equals decode + resize of every image, in order."""
+    import dataclasses
+    import io
+
+    from conftest import jpeg_bytes, random_face
+    from nvidia.dali import fn, pipeline_def, types
+    from PIL import Image
+
+    from dali_pipes.packing import write_insightface
+    from ops import load_profile
+
+    rng = np.random.default_rng(2)
+    sizes = [(112, 112), (128, 96), (80, 80), (112, 112), (150, 112), (112, 120)]
+    items = []
+    for label in range(4):
+        for h, w in sizes:
+            face = random_face(rng, max(h, w))[:h, :w]
+            items.append((label, jpeg_bytes(np.ascontiguousarray(face))))
+    folder = write_insightface(tmp_path / "mixed", items)
+    base = load_profile("ms1m")
+    off = dataclasses.replace(base, kinds={"none": 1.0}, lighting=dataclasses.replace(base.lighting, p=0.0),
+                              flip_p=0.0, normalize=False)
+    loader = _loader(folder, batch_size=8, profile=off, shuffle=True)
+
+    @pipeline_def(batch_size=8, num_threads=1, device_id=None, exec_pipelined=False, exec_async=False)
+    def every_image_resized():
+        data = fn.external_source(name="data", dtype=types.UINT8)
+        image = fn.decoders.image(data, device="cpu", adjust_orientation=True, output_type=types.RGB)
+        return fn.resize(image, resize_x=112, resize_y=112, interp_type=types.INTERP_LINEAR, antialias=True)
+
+    reference = every_image_resized()
+    reference.build()
+    resized = 0
+    with RecordDataset(folder) as ds:
+        for batch in loader:
+            payloads = [np.frombuffer(ds.read(int(k))[1], np.uint8) for k in batch["key"]]
+            reference.feed_input("data", payloads)
+            want = np.stack([np.asarray(x) for x in reference.run()[0]])
+            got = np.rint(batch["ori"].numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+            assert np.array_equal(got, want)
+            assert torch.equal(batch["img"], batch["ori"])
+            resized += sum(Image.open(io.BytesIO(p.tobytes())).size != (112, 112) for p in payloads)
+    assert 0 < resized < len(loader) * 8
