@@ -45,6 +45,28 @@ def small_dataset(tmp_path: Path) -> Path:
     return write_insightface(tmp_path / "ds", items, image_size=(32, 32))
 
 
+@pytest.fixture(scope="session")
+def faces_with_masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 faces of 6 identities (112 x 112) with key-aligned mask_out/mask records; read-only: a test
+    that changes a dataset makes its own."""
+    from datasets import add_masks, face_dataset
+
+    folder = face_dataset(tmp_path_factory.mktemp("faces"))
+    add_masks(folder)
+    return folder
+
+
+@pytest.fixture
+def cp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """tests/cuda_host's fake CuPy installed as ``cupy`` with two devices; kernels compiled once per
+    session. A module that needs another setup defines its own ``cp``."""
+    from cuda_host import installed, session_build
+
+    monkeypatch.setenv("CUDA_HOST_BUILD", session_build(tmp_path_factory))
+    with installed(device_count=2) as fake:
+        yield fake
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FACEOCC_CACHE", str(tmp_path_factory.mktemp("cache")))

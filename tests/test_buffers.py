@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from datasets import add_masks, face_dataset
 
 from ops import FaceOccluder
 from ops.buffers import BufferPool
@@ -91,10 +90,8 @@ def test_clean_faces_are_the_specs_arithmetic():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = face_dataset(tmp_path_factory.mktemp("faces"))
-    add_masks(folder)
-    return folder
+def data(faces_with_masks):
+    return faces_with_masks
 
 
 def test_the_loader_never_overwrites_a_batch_the_consumer_keeps(data):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_host import installed, requires_gxx, session_build
+from cuda_host import requires_gxx
 
 pytestmark = [pytest.mark.kernels_on_cpu, requires_gxx]
 
@@ -36,13 +36,6 @@ extern "C" __global__ void copy_int(const int* a, int* out, int n) {
   if (i < n) out[i] = a[i];
 }
 '''
-
-
-@pytest.fixture
-def cp(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CUDA_HOST_BUILD", session_build(tmp_path_factory))
-    with installed(device_count=2) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cuda_host import installed, real_faces, requires_gxx, session_build
+from cuda_host import real_faces, requires_gxx
 
 from ops import FaceOccluder, load_profile
 from ops.reference import apply_reference
@@ -18,13 +18,6 @@ from ops.reference import apply_reference
 def on_cpu(test):
     """Marks a test that runs CUDA code through the fake CuPy (needs g++)."""
     return pytest.mark.kernels_on_cpu(requires_gxx(test))
-
-
-@pytest.fixture
-def cp(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CUDA_HOST_BUILD", session_build(tmp_path_factory))
-    with installed(device_count=2) as fake:
-        yield fake
 
 
 def dali_stream(cp):

@@ -17,10 +17,8 @@ pytest.importorskip("nvidia.dali")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = face_dataset(tmp_path_factory.mktemp("faces"))
-    add_masks(folder)
-    return folder
+def data(faces_with_masks):
+    return faces_with_masks
 
 
 @pytest.fixture(scope="module")

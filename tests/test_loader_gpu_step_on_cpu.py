@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 import pytest
-from cuda_host import installed, requires_gxx, session_build
-from datasets import add_masks, face_dataset
+from cuda_host import requires_gxx
+from datasets import face_dataset
 
 from ops import Kind, load_profile
 
@@ -32,18 +32,8 @@ BATCHES = 3                       # compared per case (of 6 per epoch)
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    plain = face_dataset(tmp_path_factory.mktemp("plain"))
-    masked = face_dataset(tmp_path_factory.mktemp("masked"))
-    add_masks(masked)
-    return {"plain": plain, "masked": masked}
-
-
-@pytest.fixture
-def cp(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("CUDA_HOST_BUILD", session_build(tmp_path_factory))
-    with installed(device_count=2) as fake:
-        yield fake
+def datasets(tmp_path_factory, faces_with_masks):
+    return {"plain": face_dataset(tmp_path_factory.mktemp("plain")), "masked": faces_with_masks}
 
 
 def profile(name):

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-from datasets import add_masks, face_dataset
 
 from dali_pipes.order import ShardOrder
 from dali_pipes.recordio import RecordDataset
@@ -19,10 +18,8 @@ pytest.importorskip("nvidia.dali")
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = face_dataset(tmp_path_factory.mktemp("faces"))
-    add_masks(folder)
-    return folder
+def data(faces_with_masks):
+    return faces_with_masks
 
 
 def _source(folder, batch=8, seed=0, start=0, profile="ms1m"):
