@@ -16,13 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _free_count() -> int:
-    """What ``sys.getrefcount(arrays[i])`` gives for an array that only the list ``arrays`` holds."""
-    arrays = [np.empty(0)]
-    return sys.getrefcount(arrays[0])
+def _references(arrays: list, i: int) -> int:
+    """``sys.getrefcount`` of ``arrays[i]``; the baseline below is taken through this same call, so
+    that what the interpreter adds for the call itself cancels out."""
+    return sys.getrefcount(arrays[i])
 
 
-_FREE = _free_count()
+_FREE = _references([np.empty(0)], 0)     # an array that nothing but its list holds
 
 
 class BufferPool:
@@ -41,7 +41,7 @@ class BufferPool:
         with self._lock:
             arrays = self._arrays.setdefault(key, [])
             for i in range(len(arrays)):
-                if sys.getrefcount(arrays[i]) == _FREE:
+                if _references(arrays, i) == _FREE:
                     self.reused += 1
                     return arrays[i]
             array = np.empty(*key)
