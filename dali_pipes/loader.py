@@ -137,7 +137,8 @@ class FaceOcclusionLoader:
             self._handoff.close()
         source = self._source = self._new_source()
         on_cpu = self.device == "cpu"  # CPU: the twin inside the pipeline, overlapping the consumer
-        self._handoff = HandOff(self.occluder, num_threads, num_threads + prefetch + 3) if on_cpu else None
+        keep = 2 * (num_threads + prefetch) + 4   # per shape: outputs and temporaries of the batches in flight
+        self._handoff = HandOff(self.occluder, num_threads, keep) if on_cpu else None
         pipe = build_pipeline(source, self.batch_size, self.device_id, self.out_size, num_threads, prefetch,
                               self._handoff)
         names = list(CPU_OUTPUTS) if on_cpu else list(GPU_OUTPUTS[:4 if self.read_masks else 2])

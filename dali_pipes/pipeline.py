@@ -148,7 +148,8 @@ class HandOff:
             masked = np.stack([masked[i] for i in rows])
             masks = np.stack([masks[i] for i in rows])[..., 0]
             table["m3d_slot"][rows] = np.arange(len(rows))
-        job = self._pool.submit(_rows_apply, self.occluder, np.stack(faces), table, masked, masks, 0, n, self.buffers)
+        stacked = np.stack(faces, out=self.buffers((n, *np.shape(faces[0])), np.uint8))
+        job = self._pool.submit(_rows_apply, self.occluder, stacked, table, masked, masks, 0, n, self.buffers)
         self.ready.append((keys, job))
         return list(table["kind"].astype(np.int8).reshape(n, 1))
 

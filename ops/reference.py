@@ -166,9 +166,9 @@ def _flip_rows(a: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return a
 
 
-def _planes(canvas: np.ndarray, flip: np.ndarray) -> np.ndarray:
+def _planes(canvas: np.ndarray, flip: np.ndarray, alloc: Alloc = np.empty) -> np.ndarray:
     """Contiguous uint8 [N, C, H, W] of a uint8 [N, C, H, W] view, rows whose ``flip`` is 1 mirrored."""
-    planes = np.empty(canvas.shape, np.uint8)
+    planes = alloc(canvas.shape, np.uint8)
     for i, f in enumerate(flip):
         planes[i] = canvas[i, ..., ::-1] if f == 1 else canvas[i]
     return planes
@@ -224,7 +224,7 @@ def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, no
                 channels: int = 3, dtype: type = np.float32, alloc: Alloc = np.empty) -> np.ndarray:
     """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
     of ``dtype``: the arithmetic of ``img`` on an untouched face (steps 4, 5 and 7 as one lookup)."""
-    planes = _planes(_channels_first(faces, grayscale), flip)
+    planes = _planes(_channels_first(faces, grayscale), flip, alloc)
     return _shaped(_lookup(planes, NORMALIZED if normalize else UNIT, alloc), channels, dtype, alloc)
 
 
@@ -243,8 +243,10 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     """
     n, h, w, _ = faces.shape
     channels = gray_channels if grayscale else 3
-    canvas = faces.copy()
-    occluded = np.zeros((n, h, w), bool)
+    canvas = alloc(faces.shape, np.uint8)
+    np.copyto(canvas, faces)
+    occluded = alloc((n, h, w), bool)
+    occluded.fill(False)
     m3d = np.flatnonzero(t["m3d_slot"] >= 0)
     if m3d.size:
         canvas[m3d] = masked_faces[t["m3d_slot"][m3d]]
@@ -258,7 +260,7 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     web = np.flatnonzero(np.isin(t["kind"], (Kind.GLASSES, Kind.SCARF, Kind.OBJECT)))
     if web.size:
         occlude_web(canvas, occluded, t, atlas, web)
-    v = _lookup(_planes(_channels_first(canvas, grayscale), t["flip"]), UNIT, alloc)
+    v = _lookup(_planes(_channels_first(canvas, grayscale), t["flip"], alloc), UNIT, alloc)
     msk = _flip_rows(~occluded, t["flip"])
     lit = np.flatnonzero(t["light"] == 1)
     if lit.size == n:
