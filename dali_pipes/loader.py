@@ -14,7 +14,7 @@ from ops.profiles import Profile
 
 from .decode_check import undecodable
 from .decoding import ImageDecodeError
-from .mask_records import check_alignment, mask_paths
+from .mask_records import check_set, mask_paths
 from .order import ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
@@ -87,12 +87,7 @@ class FaceOcclusionLoader:
         with RecordDataset(self.data_dir) as ds:
             keys = ds.image_keys.copy()
             if masks is not None:
-                rendered = {name: RecordDataset(path) for name, path in masks.items()}
-                try:
-                    check_alignment(ds, rendered)
-                finally:
-                    for r in rendered.values():
-                        r.close()
+                check_set(ds, masks)
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
         self.device_id = local if device == "gpu" else None

@@ -198,6 +198,19 @@ def check_alignment(train: RecordDataset, masks: dict[str, RecordDataset], sampl
             raise problem
 
 
+def check_set(train: RecordDataset, paths: dict[str, Path]) -> None:
+    """:func:`check_alignment` of the mask records at ``paths`` (``mask_paths``'s mapping), opened for
+    the check and closed after it, whatever happens."""
+    opened: dict[str, RecordDataset] = {}
+    try:
+        for name, rec in paths.items():
+            opened[name] = RecordDataset(rec)
+        check_alignment(train, opened)
+    finally:
+        for ds in opened.values():
+            ds.close()
+
+
 def mask_status(data_dir: str | os.PathLike) -> dict:
     """What ``faceocc info`` says about the mask set, decided by the loader's own rule."""
     status: dict = {"present": False, "layout": None, "aligned": False, "problem": None, "render": None}
