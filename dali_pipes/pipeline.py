@@ -74,7 +74,7 @@ class OcclusionStep:
         self._buffers = BufferPool(self.threads + 2)   # DALI copies the outputs: they come back soon
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pool": None, "_buffers": BufferPool(self.threads + 2)}
+        return {**self.__dict__, "_pool": None}
 
     def _parts(self, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
                masks: np.ndarray | None) -> list[dict]:

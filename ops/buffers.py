@@ -36,6 +36,12 @@ class BufferPool:
         self._lock = threading.Lock()
         self.reused = 0     # how many calls got an earlier array (for tests and benchmarks)
 
+    def __getstate__(self) -> dict:
+        return {"keep": self.keep}     # a copy (pickled, e.g. for a worker process) starts empty
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["keep"])
+
     def __call__(self, shape: Sequence[int], dtype: type | np.dtype) -> np.ndarray:
         key = (tuple(int(s) for s in shape), np.dtype(dtype))
         with self._lock:

@@ -131,3 +131,17 @@ def _reference_epoch(data):
         for _ in loader:
             pass
     return [dict(b) for b in loader]
+
+
+def test_a_pickled_pool_and_occlusion_step_start_empty():
+    import pickle
+
+    from dali_pipes.pipeline import OcclusionStep
+
+    pool = BufferPool(3)
+    held = pool((4,), np.float32)
+    copy = pickle.loads(pickle.dumps(pool))
+    assert copy.keep == 3 and copy.reused == 0 and not np.shares_memory(copy((4,), np.float32), held)
+    step = OcclusionStep(FaceOccluder("ms1m", has_masks=False), threads=3)
+    again = pickle.loads(pickle.dumps(step))
+    assert again.threads == 3 and again._pool is None and again._buffers.keep == step._buffers.keep
