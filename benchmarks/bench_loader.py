@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import RESULTS, write_result  # noqa: E402
 from faceocc.runtime import available_device, cycle_epochs, synchronize  # noqa: E402
 
+SETTLE = 6  # untimed steps at the start of each turn (see alternate)
 TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
 
 
@@ -158,7 +159,7 @@ def cpu_seconds() -> float:
 
 
 def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str, cpu: dict | None = None, settle: int = 6, per_round: dict | None = None
+              device: str, cpu: dict | None = None, settle: int = SETTLE, per_round: dict | None = None
               ) -> dict[str, float]:
     """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
     ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
@@ -257,7 +258,8 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                 "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
                 "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
                                       "ms1m": max(2, args.batches // 2)},
-                "warmup": args.warmup, "settle_per_turn": 6, "units": "records/s for the record path, img/s otherwise",
+                "warmup": args.warmup, "settle_per_turn": SETTLE,
+                "units": "records/s for the record path, img/s otherwise",
                 "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
     result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
               "controls_same_contender_twice": controls, "per_round_ratios": per_round,
