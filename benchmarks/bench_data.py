@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+from faceocc.ops.atlas import IMAGE_SUFFIXES
 
-from faceocc.example import base_face, load_face, make_face_dataset
-from ops.atlas import IMAGE_SUFFIXES
+from faceocc.datasets.example import base_face, load_face, make_face_dataset
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SHARED_OCCLUDERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "occluders"
@@ -33,7 +33,7 @@ def bench_dataset(work: str | os.PathLike, images: int = 4096, faces: str | os.P
                   device: str = "cpu", seed: int = 0, progress: bool = True) -> tuple[Path, dict]:
     """``work/data``: ``images`` records (64 identities) with rendered masks; built once, reused while
     its settings match. Returns the folder and a description of it."""
-    from render.job import RenderJob
+    from faceocc.render.job import RenderJob
 
     sources, origin = face_sources(faces)
     identities = 64

@@ -1,26 +1,22 @@
 """How long opening an MS1M-RetinaFace-sized dataset takes (5.8M records): index parsing, layout
 detection, the image-only index for DALI, and the identity ranges.
 
-    python benchmarks/bench_index.py --records 5800000 --identities 93431
+    python -m benchmarks.bench_index --records 5800000 --identities 93431
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from faceocc.dali_pipes.image_index import image_index_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import write_result  # noqa: E402
-from dali_pipes.image_index import image_index_path  # noqa: E402
-from dali_pipes.record_frames import MAGIC  # noqa: E402
-from dali_pipes.recordio import IRHeader, RecordDataset, encode_record, pack_header  # noqa: E402
+from benchmarks.report import write_result
+from faceocc.recordio import MAGIC, IRHeader, RecordDataset, encode_record, pack_header
 
 
 def make_dataset(folder: Path, n: int, classes: int) -> None:

@@ -1,6 +1,6 @@
 """The loader's own cost, side by side with what it must keep up with, in one run (issue 13).
 
-    PYTHONPATH=. python benchmarks/bench_loader.py [--device cpu] [--rounds 12] [--out FILE]
+    python -m benchmarks.bench_loader.py [--device cpu] [--rounds 12] [--out FILE]
 
 On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
 threads for every pipeline:
@@ -36,10 +36,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import RESULTS, write_result  # noqa: E402
-from faceocc.runtime import available_device, cycle_epochs, synchronize  # noqa: E402
+from benchmarks.report import RESULTS, write_result
+from faceocc.runtime import available_device, cycle_epochs, synchronize
 
 SETTLE = 6  # untimed steps at the start of each turn (see alternate)
 TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
@@ -59,7 +57,7 @@ def occlusion_off() -> Any:
     """The MS1M profile with every occlusion, lighting and flip switched off."""
     import dataclasses
 
-    from ops import load_profile
+    from faceocc.ops import load_profile
 
     p = load_profile("ms1m")
     return dataclasses.replace(p, kinds={"none": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0), flip_p=0.0)
@@ -67,10 +65,10 @@ def occlusion_off() -> Any:
 
 def readers_mxnet_raw(data: Path, batch: int, threads: int) -> Callable[[], None]:
     """One batch of DALI's readers.mxnet, nothing else (payloads and labels, CPU)."""
+    from faceocc.dali_pipes.image_index import image_index_path
     from nvidia.dali import fn, pipeline_def
 
-    from dali_pipes.image_index import image_index_path
-    from dali_pipes.recordio import RecordDataset
+    from faceocc.recordio import RecordDataset
 
     with RecordDataset(data) as ds:
         rec, idx = ds.rec_path, image_index_path(ds)
@@ -88,11 +86,12 @@ def record_path(data: Path, batch: int, threads: int, masks: bool) -> Callable[[
     """One batch of faceocc's record path alone, in DALI, no decode: train.rec's encoded images cut
     into samples, label, key and MS1M parameter rows; with ``masks`` also the mask_out/mask records
     of the 3D-mask rows (cut out behind a DALI conditional)."""
-    from dali_pipes.order import ShardOrder
-    from dali_pipes.pipeline import build_pipeline
-    from dali_pipes.recordio import RecordDataset
-    from dali_pipes.source import RecordBatchSource
-    from ops import FaceOccluder
+    from faceocc.dali_pipes.order import ShardOrder
+    from faceocc.dali_pipes.pipeline import build_pipeline
+    from faceocc.dali_pipes.source import RecordBatchSource
+    from faceocc.ops import FaceOccluder
+
+    from faceocc.recordio import RecordDataset
 
     with RecordDataset(data) as ds:
         order = ShardOrder(ds.image_keys.copy(), batch, seed=0)
@@ -260,7 +259,7 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
                                       "ms1m": max(2, args.batches // 2)},
                 "warmup": args.warmup, "settle_per_turn": SETTLE,
                 "units": "records/s for the record path, img/s otherwise",
-                "command": "PYTHONPATH=. python benchmarks/bench_loader.py " + " ".join(args.argv)}
+                "command": "python -m benchmarks.bench_loader.py " + " ".join(args.argv)}
     result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
               "controls_same_contender_twice": controls, "per_round_ratios": per_round,
               "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "

@@ -1,7 +1,7 @@
 """Throughput of the occlusion operators alone (no decode): the NumPy twin on one CPU core, and the
 CUDA kernels on the GPU when one is present.
 
-    python benchmarks/bench_ops.py [--twin-batch 256] [--gpu-batch 512] [--profile ms1m]
+    python -m benchmarks.bench_ops [--twin-batch 256] [--gpu-batch 512] [--profile ms1m]
 
 Targets (issue 3): twin >= 3,000 img/s on one core at batch 256; kernel >= 1,000,000 img/s at
 batch 512, 112 x 112, on an H100.
@@ -14,18 +14,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import time
+import warnings
 
-import numpy as np  # noqa: E402
+import numpy as np
+from faceocc.ops import FaceOccluder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import write_result  # noqa: E402
-from ops import FaceOccluder  # noqa: E402
+from benchmarks.report import write_result
 
 
 def face_batch(n: int, size: int = 112, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ Only :class:`~dali_pipes.recordio.RecordIOError` (with its subclass
 or fail on an image with those errors. Everything else is an escape, every case over the time limit a
 hang. A dataset that ``verify`` passes must go through the loader's epoch: a failure there is a miss.
 
-    python benchmarks/fuzz_records.py --cases 100000 --loader-every 50
+    python -m benchmarks.fuzz_records --cases 100000 --loader-every 50
 
 Each case is a pure function of ``(--seed, case number)``; ``--replay N`` reruns case N and prints its
 traceback. Results go to ``benchmarks/results/fuzz-records.json``.
@@ -21,7 +21,6 @@ import io
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import warnings
@@ -30,12 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import write_result  # noqa: E402
-from dali_pipes.dataset_info import describe, verify  # noqa: E402
-from dali_pipes.decoding import ImageDecodeError  # noqa: E402
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, encode_record, pack_header  # noqa: E402
+from benchmarks.report import write_result
+from faceocc.datasets.info import describe, verify
+from faceocc.recordio import IRHeader, RecordDataset, RecordIOError, encode_record, pack_header
+from faceocc.recordio.images import ImageDecodeError
 
 SPECIAL_LABELS = [float("nan"), float("inf"), -float("inf"), 1e30, -1.0, 2.5, 3e9, 0.0]
 SPECIAL_INTS = [0, 1, 2, 3, 7, 2**31, 2**32 - 1, 2**63, 2**64 - 1]
@@ -207,7 +204,7 @@ def run_case(folder: Path, loader: bool, refusals: Counter) -> list[tuple[str, s
     step("info", lambda: describe(folder))
     report = step("verify", lambda: verify(folder, progress=False, workers=1), ())
     if loader:
-        from dali_pipes import FaceOcclusionLoader
+        from faceocc import FaceOcclusionLoader
 
         def build() -> object:
             try:

@@ -73,13 +73,13 @@ suite() {
 harness() {
     local extra=()
     if [ -n "$data" ]; then extra=(--faces "$data/faces" --occluders "$data/occluders"); fi
-    run harness bash "$self" setup && run harness python3 benchmarks/harness.py --device gpu --out "$out/harness.json" \
+    run harness bash "$self" setup && run harness python3 -m benchmarks.harness --device gpu --out "$out/harness.json" \
         "${extra[@]}" --quiet
 }
 
 ops_demo() {
     run ops-demo bash "$self" setup || return 1
-    run ops-demo python3 benchmarks/bench_ops.py --out "$out/ops.json"
+    run ops-demo python3 -m benchmarks.bench_ops --out "$out/ops.json"
     run ops-demo python3 -m faceocc.cli demo --out /tmp/faceocc-demo --quiet
     cp /tmp/faceocc-demo/preview.png "$out/demo-preview.png" 2>/dev/null
     cp /tmp/faceocc-demo/summary.json "$out/demo-summary.json" 2>/dev/null

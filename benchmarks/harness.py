@@ -1,7 +1,6 @@
 """The benchmark harness: one run, one dataset, one device, every contender side by side.
 
-    python benchmarks/harness.py [--images 4096] [--batch-size 256] [--batches 30] [--device auto]
-    faceocc bench [same options]
+    python -m benchmarks.harness [--images 4096] [--batch-size 256] [--batches 30] [--device auto]
 
 1. bare DALI: readers.mxnet + decode + crop_mirror_normalize (the upper bound);
 2. faceocc's loader with the MS1M mix and with the CASIA mix;
@@ -27,12 +26,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_data import bench_dataset, default_occluders  # noqa: E402
-from benchmarks.chart import bar_chart  # noqa: E402
-from benchmarks.report import RESULTS, write_result  # noqa: E402
-from faceocc.runtime import available_device, cycle_epochs, device_name, synchronize  # noqa: E402
+from benchmarks.bench_data import bench_dataset, default_occluders
+from benchmarks.chart import bar_chart
+from benchmarks.report import RESULTS, write_result
+from faceocc.runtime import available_device, cycle_epochs, device_name, synchronize
 
 TARGETS = {  # issue 6: on an H100, 112 x 112
     "loader_vs_bare_dali": 0.9,
@@ -59,12 +56,12 @@ def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int
     """readers.mxnet -> decoders.image -> crop_mirror_normalize, through DALIGenericIterator; with
     ``resize``, ``fn.resize`` to ``size`` before the crop (on images already of that size DALI's resize
     copies them unchanged, at about the cost of the decode)."""
+    from faceocc.dali_pipes.image_index import image_index_path
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.plugin.base_iterator import LastBatchPolicy
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-    from dali_pipes.image_index import image_index_path
-    from dali_pipes.recordio import RecordDataset
+    from faceocc.recordio import RecordDataset
 
     with RecordDataset(data) as ds:
         rec, idx = ds.rec_path, image_index_path(ds)
@@ -90,7 +87,7 @@ def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int
 
 def faceocc_loader(data: Path, batch: int, device: str, threads: int, profile: str, occluders: Any,
                    seed: int) -> Iterator:
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     loader = FaceOcclusionLoader(data, batch, device=device, profile=profile, occluders=occluders, seed=seed,
                                  num_threads=threads, read_threads=min(threads, 8))
@@ -106,8 +103,9 @@ def msml_style(data: Path, batch: int, workers: int, profile: str, occluders: An
 
 def ops_alone(device: str, profile: str, occluders: Any, twin_batch: int, gpu_batch: int) -> dict:
     """The NumPy twin on one core; the CUDA kernels on the GPU when ``device == "gpu"``."""
+    from faceocc.ops import FaceOccluder
+
     from benchmarks.bench_ops import time_kernel, time_twin
-    from ops import FaceOccluder
 
     figures = time_twin(FaceOccluder(profile, occluders, seed=0), twin_batch, repeats=5)
     if device == "gpu":
@@ -125,8 +123,9 @@ def find_landmark_model(path: str | None) -> str | None:
 
 def render_alone(device: str, batch: int, landmarks: str, model: str | None, repeats: int) -> float:
     """Images per second of MaskRenderer.render (landmarks, surface, rasterizer) on a face batch."""
+    from faceocc.render.renderer import MaskRenderer
+
     from benchmarks.bench_ops import face_batch
-    from render.renderer import MaskRenderer
 
     renderer = MaskRenderer((112, 112), landmarks, None, device, model)
     faces = face_batch(batch)[0]
@@ -189,7 +188,7 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     figures["render_template_cpu_twin"] = render_alone("cpu", args.render_batch, "template", None, 1)
     if device == "gpu":
         figures["render_template_gpu"] = render_alone("gpu", args.gpu_batch, "template", None, 20)
-    from render import dlib_models
+    from faceocc.render import dlib_models
 
     if dlib_models.available():
         figures["render_dlib_cpu"] = render_alone("cpu", args.render_batch, "dlib", None, 1)
@@ -245,7 +244,7 @@ def draw(json_path: str | os.PathLike) -> Path:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The harness's options (shared with ``faceocc bench``)."""
+    """The harness's options."""
     ap = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--images", type=int, default=4096, help="records in the benchmark dataset")
@@ -279,7 +278,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python benchmarks/harness.py``: the same as ``faceocc bench``."""
+    """``python -m benchmarks.harness [options]``."""
     return report(build_parser().parse_args(argv))
 
 

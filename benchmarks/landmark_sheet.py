@@ -1,6 +1,6 @@
 """Contact sheet of masks rendered with dlib landmarks on turned and tilted real faces.
 
-    python benchmarks/landmark_sheet.py [--out docs/masks-dlib.png]
+    python -m benchmarks.landmark_sheet [--out docs/masks-dlib.png]
 
 The faces are those found in photos shipped by installed packages (insightface's t1.jpg, its sample
 face, scikit-image's astronaut), aligned, each also tilted by +-20 degrees and shifted. Each tile is
@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 VIEWS = [(0, 0, 0), (20, 3, -3), (-20, -3, 3), (10, 8, 4), (-10, -8, -4)]     # degrees, dx, dy
 
@@ -35,10 +33,10 @@ def views(faces: list[np.ndarray]) -> np.ndarray:
 
 def sheet(out: Path, columns: int = 5, seed: int = 0) -> Path:
     """Render every view with both sources and write the sheet (one row per face)."""
+    from faceocc.render.renderer import MaskRenderer
     from PIL import Image
 
     from faceocc.align import package_faces
-    from render.renderer import MaskRenderer
 
     faces = views(package_faces())
     renders = []

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from faceocc.ops import KIND_NAMES, load_profile
+from faceocc.ops.atlas import folder_images
+from faceocc.ops.profiles import Profile
 
-from dali_pipes.dataset_info import mask_paths
-from dali_pipes.recordio import RecordDataset, class_of
-from ops import KIND_NAMES, load_profile
-from ops.atlas import folder_images
-from ops.profiles import Profile
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.recordio import RecordDataset, class_of
 
 
 def _prepared(occluders: str | os.PathLike | None, profile: Profile) -> dict[str, list[Any]]:
@@ -33,7 +33,7 @@ def _prepared(occluders: str | os.PathLike | None, profile: Profile) -> dict[str
     from PIL import Image
 
     if occluders is None:
-        from ops.builtin_occluders import draw_builtin
+        from faceocc.ops.builtin_occluders import draw_builtin
 
         images = draw_builtin()
     else:

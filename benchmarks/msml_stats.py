@@ -161,8 +161,8 @@ def faceocc_sampler(occluders: str | os.PathLike = OCCLUDERS, reference: dict | 
                     batch: int = 500) -> Sampler:
     """``fn(kind, n, seed) -> statistics`` of faceocc's NumPy twin on the reference face, one kind at a
     time (a profile with only that kind and flip_p 0)."""
-    from ops import FaceOccluder, load_profile
-    from ops.atlas import default_bank
+    from faceocc.ops import FaceOccluder, load_profile
+    from faceocc.ops.atlas import default_bank
 
     reference = reference or load_reference()
     face = reference_face()

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dali_pipes import FaceOcclusionLoader  # noqa: E402
+from faceocc import FaceOcclusionLoader
 
 
 class Block(nn.Module):
@@ -86,12 +82,12 @@ def main() -> None:
         dist.broadcast_object_list(box, src=0)
         data = box[0]
         if rank == 0:
-            from faceocc.example import make_example_dataset
+            from faceocc.datasets.example import make_example_dataset
 
             make_example_dataset(data, identities=8, per_identity=16)
         dist.barrier()
     loader = FaceOcclusionLoader(data, args.batch_size, device=args.device, profile=args.profile)
-    from dali_pipes.recordio import RecordDataset
+    from faceocc.recordio import RecordDataset
 
     with RecordDataset(data) as ds:
         classes = ds.num_classes or 1 + max(ds.label(int(k)) for k in ds.image_keys[:1000])

@@ -1,14 +1,4 @@
-"""DALI pipelines over MXNet RecordIO face datasets, and the RecordIO format layer they stand on."""
+"""DALI pipelines over MXNet RecordIO face datasets, and the loader that hands their batches to PyTorch.
 
-from .recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, pack_image, unpack_image
-
-__all__ = ["FaceOcclusionLoader", "IRHeader", "ImageDecodeError", "RecordDataset", "RecordIOError",
-           "RecordWriter", "pack_image", "unpack_image"]
-
-
-def __getattr__(name: str):
-    if name in ("FaceOcclusionLoader", "ImageDecodeError"):  # on first use: pulls in torch, DALI, the ops
-        from . import loader
-
-        return getattr(loader, name)
-    raise AttributeError(name)
+Installed as ``faceocc.dali_pipes``; the record format itself is :mod:`faceocc.recordio` (no DALI).
+"""

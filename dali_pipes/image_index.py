@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from .recordio import RecordDataset
+from faceocc.recordio import RecordDataset
 
 
 def cache_dir() -> Path:

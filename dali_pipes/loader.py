@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from faceocc.ops import FaceOccluder, Kind
+from faceocc.ops.profiles import Profile
 
-from ops import FaceOccluder, Kind
-from ops.profiles import Profile
+from faceocc.datasets.mask_alignment import check_set
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.recordio import RecordDataset, RecordIOError
+from faceocc.recordio.images import ImageDecodeError
 
 from .decode_check import undecodable
-from .decoding import ImageDecodeError
-from .mask_records import check_set, mask_paths
 from .order import ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
-from .recordio import RecordDataset, RecordIOError
 from .source import ROW, RecordBatchSource
 
 log = logging.getLogger("faceocc.loader")

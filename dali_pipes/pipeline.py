@@ -21,10 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from ops import FaceOccluder
-from ops.buffers import BufferPool
-from ops.params import PARAM_DTYPE
+from faceocc.ops import FaceOccluder
+from faceocc.ops.buffers import BufferPool
+from faceocc.ops.params import PARAM_DTYPE
 
 from .source import ROW, RecordBatchSource
 

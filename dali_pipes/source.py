@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from faceocc.ops import Kind
+from faceocc.ops.params import PARAM_DTYPE
+from faceocc.ops.sampler import Sampler
 
-from ops import Kind
-from ops.params import PARAM_DTYPE
-from ops.sampler import Sampler
+from faceocc.datasets.mask_alignment import check_alignment  # noqa: F401 - check_alignment re-exported
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.recordio import RecordDataset, RecordIOError
+from faceocc.recordio.batch import Batch, BatchReader
+from faceocc.recordio.images import ImageDecodeError
 
-from .batch_read import Batch, BatchReader
-from .decoding import ImageDecodeError
-from .mask_records import check_alignment, mask_paths  # noqa: F401 - check_alignment re-exported
 from .order import ShardOrder
-from .recordio import RecordDataset, RecordIOError
 
 CHUNK_ROWS = 4096  # parameter rows drawn per sampler call
 

@@ -14,22 +14,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FaceOcclusionLoader": "dali_pipes.loader",
-    "ImageDecodeError": "dali_pipes.decoding",
-    "RecordDataset": "dali_pipes.recordio",
-    "RecordIOError": "dali_pipes.recordio",
-    "RecordWriter": "dali_pipes.recordio",
-    "IRHeader": "dali_pipes.recordio",
-    "pack_image": "dali_pipes.recordio",
-    "unpack_image": "dali_pipes.recordio",
-    "ShardOrder": "dali_pipes.order",
-    "occlusion_op": "dali_pipes.pipeline",
-    "occlude_device": "dali_pipes.pipeline",
-    "FaceOccluder": "ops",
-    "Kind": "ops",
-    "KIND_NAMES": "ops",
-    "Profile": "ops",
-    "load_profile": "ops",
+    "FaceOcclusionLoader": "faceocc.dali_pipes.loader",
+    "ImageDecodeError": "faceocc.recordio",
+    "RecordDataset": "faceocc.recordio",
+    "RecordIOError": "faceocc.recordio",
+    "RecordWriter": "faceocc.recordio",
+    "IRHeader": "faceocc.recordio",
+    "pack_image": "faceocc.recordio",
+    "unpack_image": "faceocc.recordio",
+    "ShardOrder": "faceocc.dali_pipes.order",
+    "occlusion_op": "faceocc.dali_pipes.pipeline",
+    "occlude_device": "faceocc.dali_pipes.pipeline",
+    "FaceOccluder": "faceocc.ops",
+    "Kind": "faceocc.ops",
+    "KIND_NAMES": "faceocc.ops",
+    "Profile": "faceocc.ops",
+    "load_profile": "faceocc.ops",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from render import dlib_models
-from render.landmarks import ARCFACE_5, five_points, mean_face_68, similarity_fit
-from render.pose import fit_pose
+from faceocc.render import dlib_models
+from faceocc.render.face_geometry import ARCFACE_5, five_points, mean_face_68, similarity_fit
+from faceocc.render.pose import fit_pose
 
 MIN_FACE = 40                 # px: smaller detections are refused as unusable
 MAX_RESIDUAL = 0.12           # landmark fit residual (per unit of face scale) above which a face is unusable
@@ -136,7 +136,7 @@ def align_photo(path: str | os.PathLike, image_size: int = 112, min_face: int = 
 def package_photos() -> list[Path]:
     """Photos with faces that ship inside installed packages: insightface's group photo ``t1.jpg``
     and sample face, scikit-image's ``astronaut.png`` (those present)."""
-    from .example import package_file
+    from faceocc.resources import package_file
 
     found = [package_file("insightface", "data", "images", "t1.jpg"),
              package_file("insightface", "data", "images", "Tom_Hanks_54745.png"),
@@ -182,7 +182,7 @@ def pack_aligned(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, overwri
     """
     from tqdm import tqdm
 
-    from dali_pipes.packing import IMAGE_SUFFIXES, write_insightface
+    from faceocc.datasets.pack import IMAGE_SUFFIXES, write_insightface
 
     dlib_models.shape_predictor(68)             # fail first, with the install hint, without the extra
     root = Path(raw_dir)

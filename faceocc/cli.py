@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dali_pipes.recordio import RecordIOError
+from faceocc.recordio import RecordIOError
 
 
 def _print_info(info: dict) -> None:
@@ -36,7 +36,7 @@ def _masks_line(masks: dict) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from dali_pipes.dataset_info import describe
+    from faceocc.datasets.info import describe
 
     info = describe(args.dir)
     if args.json:
@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from dali_pipes.packing import pack_folder
+    from faceocc.datasets.pack import pack_folder
 
     if args.align:
         return _pack_align(args)
@@ -68,7 +68,7 @@ def _pack_align(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from dali_pipes.packing import rebuild_index
+    from faceocc.datasets.pack import rebuild_index
 
     rec = Path(args.rec)
     idx = rec.with_suffix(".idx")
@@ -80,7 +80,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from dali_pipes.dataset_info import verify
+    from faceocc.datasets.info import verify
 
     report = verify(args.dir, workers=args.workers)
     for file, key, message in report.problems:
@@ -91,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dali_pipes.dataset_info import describe
+    from faceocc.datasets.info import describe
     from faceocc.demo import run_demo
 
     device = None if args.device == "auto" else args.device
@@ -101,12 +101,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"kinds seen  {', '.join(f'{k} {v}' for k, v in result.kinds.items())}")
     print(result.summary())
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.harness import report
-
-    return report(args)
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -123,8 +117,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from dali_pipes.placement import distributed_placement
-    from render.job import RenderJob
+    from faceocc.dali_pipes.placement import distributed_placement
+    from faceocc.render.job import RenderJob
 
     if args.target[0] == "merge":
         if len(args.target) != 2:
@@ -226,11 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
 
-    from benchmarks.harness import build_parser as bench_options
-
-    s = sub.add_parser("bench", help="benchmark harness: bare DALI, faceocc, MSML-style DataLoader, ops, render")
-    bench_options(s)
-    s.set_defaults(func=cmd_bench)
     return p
 
 

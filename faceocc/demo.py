@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ops import KIND_NAMES, Kind
+from faceocc.datasets.example import base_face, make_face_dataset
+from faceocc.ops import KIND_NAMES, Kind
 
-from .example import base_face, make_face_dataset
 from .preview import kind_sheet, triptych
 from .runtime import available_device, cycle_epochs, device_name, synchronize
 
@@ -61,10 +61,10 @@ def embedded_faces(size: int = 112) -> tuple[list[np.ndarray], str, str]:
     """The demo's identities: every face found in photos shipped by installed packages, aligned
     (needs the extra faceocc[landmarks]); else insightface's one sample face. Returns the faces, the
     landmark source to render their masks with, and a line saying which it is."""
-    from render import dlib_models
+    from faceocc.render import dlib_models
 
     if dlib_models.available():
-        from .align import package_faces, package_photos
+        from faceocc.align import package_faces, package_photos
 
         faces = package_faces(size)
         if len(faces) >= 2:
@@ -79,7 +79,7 @@ def prepare_embedded(out: str | os.PathLike, device: str, images: int = 512, pro
                      ) -> tuple[Path, str]:
     """Build the embedded dataset (about ``images`` images) under ``out/dataset`` and render its masks;
     returns the folder and the line describing its faces (printed)."""
-    from render.job import RenderJob
+    from faceocc.render.job import RenderJob
 
     data = Path(out) / "dataset"
     if data.exists() and not (data / MARKER).exists():
@@ -105,7 +105,7 @@ def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "fa
 
     The rate excludes the first batch, which builds the DALI pipeline.
     """
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     if batches < 2:
         raise ValueError("the demo needs at least 2 batches (the first one is not timed)")

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from dali_pipes.decoding import read_image
-from dali_pipes.mask_records import mask_paths
-from dali_pipes.recordio import RecordDataset
-from ops import KIND_NAMES, FaceOccluder, Kind, load_profile
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.ops import KIND_NAMES, FaceOccluder, Kind, load_profile
+from faceocc.recordio import RecordDataset
+from faceocc.recordio.images import read_image
 
 LABEL_W = 64
 

@@ -1,4 +1,7 @@
-"""The occlusion operators: host-side sampling, CUDA kernels (CuPy) and their NumPy twin."""
+"""The occlusion operators: host-side sampling, CUDA kernels (CuPy) and their NumPy twin.
+
+Installed as ``faceocc.ops``.
+"""
 
 from .kinds import KIND_NAMES, Kind
 from .operator import FaceOccluder

@@ -20,7 +20,7 @@ from .kinds import KIND_NAMES
 from .profile_rules import validate_profile
 
 Range = tuple[float, float]
-BUILTIN = Path(__file__).parent / "profiles"
+BUILTIN = Path(__file__).parent / "builtin_profiles"
 
 
 @dataclass

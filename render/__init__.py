@@ -1,1 +1,4 @@
-"""Offline 3D face masks: landmarks -> mask surface -> z-buffered rasterizer -> mask_out.rec / mask.rec."""
+"""3D face masks: landmarks -> face geometry -> mask surface -> z-buffered rasterizer; offline mask records.
+
+Installed as ``faceocc.render``.
+"""

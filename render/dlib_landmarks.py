@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import dlib_models
-from .landmarks import ARCFACE_5, five_points, mean_face_68, similarity_fit, template_landmarks
+from .face_geometry import ARCFACE_5, five_points, mean_face_68, similarity_fit, template_landmarks
 from .pose import Pose, fit_pose
 
 # (left, top, right, bottom) as fractions of (W, H, W, H): dlib's HOG box on ArcFace-aligned crops

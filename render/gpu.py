@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ops.gpu import kernel_source
+from faceocc.ops.gpu import kernel_source
 
 from .raster import RENDER_DTYPE
 

@@ -26,20 +26,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dali_pipes.decoding import ImageDecodeError, decode_image
-from dali_pipes.mask_records import (
+from faceocc.datasets.mask_alignment import identity_id2, render_digest, train_fingerprint
+from faceocc.datasets.mask_sets import (
     RENDER_MANIFEST,
+    FolderLock,
     current_generation,
+    discard_stale,
     fixed_link,
-    identity_id2,
-    render_digest,
+    install,
+    new_generation,
     render_manifest,
     set_files,
-    train_fingerprint,
+    store_dir,
 )
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter
+from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
+from faceocc.recordio.images import ImageDecodeError, decode_image
 
-from .mask_store import FolderLock, discard_stale, install, new_generation, store_dir
 from .renderer import MaskRenderer
 
 WORK = ".faceocc-render"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .landmarks import NOSE_BRIDGE_TOP, NOSE_TIP
+from .face_geometry import NOSE_BRIDGE_TOP, NOSE_TIP
 
 NU, NV = 24, 12          # grid quads along u and v
 

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from ops.atlas import IMAGE_SUFFIXES, load_rgba
+from faceocc.ops.atlas import IMAGE_SUFFIXES, load_rgba
 
 TEX_H, TEX_W = 128, 256
 INSIGHTFACE_MASKS = ("mask_white.jpg", "mask_blue.jpg", "mask_black.jpg", "mask_green.jpg")
@@ -30,7 +29,7 @@ def _prepare(rgba: np.ndarray) -> np.ndarray:
 def load_textures(folder: str | os.PathLike | None = None) -> tuple[np.ndarray, list[str]]:
     """Textures [K, TEX_H, TEX_W, 4] uint8 (premultiplied RGBA) and their names."""
     if folder is None:
-        from faceocc.example import package_file
+        from faceocc.resources import package_file
 
         files = [package_file("insightface", "data", "images", name) for name in INSIGHTFACE_MASKS]
         files = [f for f in files if f is not None]

@@ -38,7 +38,7 @@ def random_face(rng: np.random.Generator, size: int = 32) -> np.ndarray:
 @pytest.fixture
 def small_dataset(tmp_path: Path) -> Path:
     """An InsightFace-layout dataset: 4 identities x 3 images of 32 x 32."""
-    from dali_pipes.packing import write_insightface
+    from faceocc.datasets.pack import write_insightface
 
     rng = np.random.default_rng(0)
     items = [(label, jpeg_bytes(random_face(rng))) for label in range(4) for _ in range(3)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from conftest import jpeg_bytes, random_face
 
-from dali_pipes.packing import write_insightface
-from dali_pipes.recordio import RecordDataset, RecordWriter
+from faceocc.datasets.pack import write_insightface
+from faceocc.recordio import RecordDataset, RecordWriter
 
 
 def png_bytes(img: np.ndarray) -> bytes:
@@ -39,7 +39,8 @@ def add_masks(folder: Path, corrupt_label_of: int | None = None) -> None:
     with RecordDataset(folder) as ds:
         records = [(k, *ds.read(k)) for k in ds.keys.tolist()]
         images = set(ds.image_keys.tolist())
-    from dali_pipes.recordio import IRHeader, decode_image
+    from faceocc.recordio import IRHeader
+    from faceocc.recordio.images import decode_image
 
     with RecordWriter(folder / "mask_out.rec") as mo, RecordWriter(folder / "mask.rec") as mk:
         for key, header, payload in records:
@@ -47,7 +48,7 @@ def add_masks(folder: Path, corrupt_label_of: int | None = None) -> None:
                 mo.write(key, header, payload)
                 mk.write(key, header, payload)
                 continue
-            face = decode_image(payload).copy()
+            face = decode_image(payload, gray=None).copy()
             mask = mask_for(key, face.shape[0])
             face[mask == 0] = (40, 120, 220)
             mo.write(key, header, jpeg_bytes(face))
@@ -59,7 +60,8 @@ def add_masks(folder: Path, corrupt_label_of: int | None = None) -> None:
 def msml_masks(folder: Path, drop_key: int | None = None, relabel_key: int | None = None) -> None:
     """mask_out.rec / mask.rec in MSML's layout (as its cvt script writes them): image keys only,
     flag 0 and a scalar label, both JPEG q95, the mask single-channel (255 clean, 0 masked)."""
-    from dali_pipes.recordio import IRHeader, class_of, decode_image
+    from faceocc.recordio import IRHeader, class_of
+    from faceocc.recordio.images import decode_image
 
     with RecordDataset(folder) as ds:
         records = [(k, *ds.read(k)) for k in ds.image_keys.tolist()]
@@ -69,7 +71,7 @@ def msml_masks(folder: Path, drop_key: int | None = None, relabel_key: int | Non
                 continue
             label = class_of(header) + (1 if key == relabel_key else 0)
             head = IRHeader(0, float(label), header.id, header.id2)
-            face = decode_image(payload).copy()
+            face = decode_image(payload, gray=None).copy()
             mask = mask_for(key, face.shape[0])
             face[mask == 0] = (40, 120, 220)
             mo.write(key, head, jpeg_bytes(face))

@@ -13,7 +13,7 @@ from conftest import oracles_required, shared_data
 
 def require_landmarks_extra() -> None:
     """Skip without dlib and its models, except in CI (FACEOCC_REQUIRE_ORACLES=1), where it fails."""
-    from render import dlib_models
+    from faceocc.render import dlib_models
 
     if not dlib_models.available():
         if oracles_required():

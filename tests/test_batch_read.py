@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from conftest import jpeg_bytes, random_face
 
-from dali_pipes.batch_read import BatchReader
-from dali_pipes.record_frames import MAGIC
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, class_of
+from faceocc.recordio import MAGIC, IRHeader, RecordDataset, RecordIOError, RecordWriter, class_of
+from faceocc.recordio.batch import BatchReader
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mxnet"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from datasets import add_masks, face_dataset, mask_for
+from faceocc.ops import KIND_NAMES, load_profile
 
 from benchmarks.chart import bar_chart
 from benchmarks.msml_baseline import MsmlStyleDataset, msml_loader
-from ops import KIND_NAMES, load_profile
 
 pytest.importorskip("nvidia.dali")
 
@@ -83,11 +83,11 @@ def test_bar_chart_switches_to_log_scale_for_wide_ranges(tmp_path):
         assert 0.4 < blue / green < 0.65
 
 
-def test_faceocc_bench_writes_json_and_png(tmp_path, capsys):
-    from faceocc.cli import main
+def test_harness_writes_json_and_png(tmp_path, capsys):
+    from benchmarks.harness import main
 
     out = tmp_path / "result.json"     # 128 images in batches of 32: 6 batches span two epochs
-    assert main(["bench", "--device", "cpu", "--images", "128", "--batch-size", "32", "--batches", "4",
+    assert main(["--device", "cpu", "--images", "128", "--batch-size", "32", "--batches", "4",
                  "--warmup", "2", "--workers", "1", "--twin-batch", "16", "--render-batch", "8",
                  "--work", str(tmp_path / "work"), "--out", str(out), "--quiet"]) == 0
     doc = json.loads(out.read_text())

@@ -9,10 +9,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-from ops import FaceOccluder
-from ops.buffers import BufferPool
-from ops.reference import clean_faces
+from faceocc.ops import FaceOccluder
+from faceocc.ops.buffers import BufferPool
+from faceocc.ops.reference import clean_faces
 
 
 def test_an_array_is_reused_only_when_nothing_refers_to_it():
@@ -96,7 +95,7 @@ def data(faces_with_masks):
 
 def test_the_loader_never_overwrites_a_batch_the_consumer_keeps(data):
     pytest.importorskip("nvidia.dali")
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -122,7 +121,7 @@ def test_the_loader_never_overwrites_a_batch_the_consumer_keeps(data):
 
 def _reference_epoch(data):
     """The third epoch of a loader with the same settings, every batch kept."""
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -136,7 +135,7 @@ def _reference_epoch(data):
 def test_a_pickled_pool_and_occlusion_step_start_empty():
     import pickle
 
-    from dali_pipes.pipeline import OcclusionStep
+    from faceocc.dali_pipes.pipeline import OcclusionStep
 
     pool = BufferPool(3)
     held = pool((4,), np.float32)

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 from conftest import MXNET_FIXTURES, jpeg_bytes, random_face, shared_data
 
-from dali_pipes.recordio import RecordDataset, class_of
 from faceocc.cli import main
+from faceocc.recordio import RecordDataset, class_of
 
 
 def test_info_json(small_dataset, capsys):
@@ -85,7 +85,7 @@ def test_index_rebuilds_the_same_index(small_dataset, capsys):
 
 
 def _replace_payload(folder, key, payload):
-    from dali_pipes.recordio import RecordWriter
+    from faceocc.recordio import RecordWriter
 
     with RecordDataset(folder) as ds:
         records = [(k, *ds.read(k)) for k in ds.keys.tolist()]
@@ -103,7 +103,7 @@ def test_verify_names_each_bad_key(small_dataset, capsys):
 
 def test_verify_catches_bad_labels_and_structure(small_dataset, capsys):
     (small_dataset / "property").write_text("4,32,32\n")
-    from dali_pipes.recordio import IRHeader, RecordWriter
+    from faceocc.recordio import IRHeader, RecordWriter
 
     with RecordDataset(small_dataset) as ds:
         records = [(k, *ds.read(k)) for k in ds.keys.tolist()]
@@ -121,7 +121,7 @@ def test_verify_catches_bad_labels_and_structure(small_dataset, capsys):
 
 
 def test_verify_refuses_misaligned_masks(small_dataset, capsys):
-    from dali_pipes.recordio import IRHeader, RecordWriter
+    from faceocc.recordio import IRHeader, RecordWriter
 
     with RecordDataset(small_dataset) as ds:
         records = [(k, *ds.read(k)) for k in ds.keys.tolist()]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import MXNET_FIXTURES
+from faceocc.dali_pipes.image_index import cache_dir, image_index_path
 
-from dali_pipes.image_index import cache_dir, image_index_path
-from dali_pipes.recordio import RecordDataset, class_of, decode_image
+from faceocc.recordio import RecordDataset, class_of
+from faceocc.recordio.images import decode_image
 
 dali = pytest.importorskip("nvidia.dali")
 
@@ -35,7 +36,7 @@ def test_dali_reads_insightface_layout_through_image_index():
         for key, img, label in zip(ds.image_keys.tolist(), images, labels, strict=False):
             header, payload = ds.read(key)
             assert float(label.ravel()[0]) == class_of(header)
-            ref = decode_image(payload)
+            ref = decode_image(payload, gray=None)
             if ref.ndim == 2:
                 ref = np.repeat(ref[:, :, None], 3, axis=2)
             assert img.shape == ref.shape

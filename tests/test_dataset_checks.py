@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_pipes.recordio import RecordDataset, RecordIOError, RecordWriter, unpack_header
 from faceocc.cli import main
+from faceocc.recordio import RecordDataset, RecordIOError, RecordWriter, unpack_header
 
 
 def _rewrite(folder: Path, change) -> None:
@@ -50,7 +50,7 @@ def test_bad_labels_are_refused_with_their_key(small_dataset, case, capsys):
 
 def test_loader_refuses_a_bad_label_at_read_naming_the_key(small_dataset):
     pytest.importorskip("nvidia.dali")
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     _rewrite(small_dataset, lambda k, h: h._replace(label=math.nan) if k == 5 else h)
     with warnings.catch_warnings():
@@ -127,8 +127,8 @@ def test_verify_reports_a_truncated_train_rec_beside_mask_records(tmp_path):
     from conftest import jpeg_bytes, random_face
     from datasets import msml_masks
 
-    from dali_pipes.dataset_info import verify
-    from dali_pipes.recordio import IRHeader
+    from faceocc.datasets.info import verify
+    from faceocc.recordio import IRHeader
 
     folder = tmp_path / "d"                 # im2rec layout: the last record is an image
     folder.mkdir()

@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 import pytest
 
-from dali_pipes.decoding import ImageDecodeError, decodable, decode_image, read_image
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter
+from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
+from faceocc.recordio.images import ImageDecodeError, decodable, decode_image, read_image
 
 pytest.importorskip("nvidia.dali")
 Image = pytest.importorskip("PIL.Image")
@@ -178,7 +178,7 @@ def test_damaged_payloads_get_dali_verdict():
 
 
 def test_verify_flags_what_the_loader_cannot_decode(tmp_path):
-    from dali_pipes.dataset_info import verify
+    from faceocc.datasets.info import verify
 
     names = ["jpeg-exif-6", "gif", "png-gray16", "png-no-iend", "tga", "png-rgb16", "png-bad-idat-crc"]
     with RecordWriter(tmp_path / "train.rec") as w:

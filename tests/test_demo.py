@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from faceocc.cli import main
-from faceocc.example import base_face, jittered, make_example_dataset
+from faceocc.datasets.example import base_face, jittered, make_example_dataset
 
 pytest.importorskip("nvidia.dali")
 

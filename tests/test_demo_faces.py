@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from real_faces import require_landmarks_extra
 
-from dali_pipes.recordio import RecordDataset, decode_image
 from faceocc.demo import NO_EXTRA_NOTE, prepare_embedded
+from faceocc.recordio import RecordDataset
+from faceocc.recordio.images import decode_image
 
 
 def _by_identity(data):
@@ -14,7 +15,7 @@ def _by_identity(data):
         faces = {}
         for k in ds.image_keys.tolist():
             header, payload = ds.read(int(k))
-            faces.setdefault(int(header.label), []).append(decode_image(payload).astype(np.float32))
+            faces.setdefault(int(header.label), []).append(decode_image(payload, gray=None).astype(np.float32))
         return ds.num_classes, {label: np.stack(v) for label, v in faces.items()}
 
 
@@ -33,7 +34,7 @@ def test_demo_dataset_holds_real_identities_with_dlib_masks(tmp_path, capsys):
 
 
 def test_demo_without_the_extra_keeps_one_face_and_says_how_to_get_real_ones(tmp_path, capsys, monkeypatch):
-    from render import dlib_models
+    from faceocc.render import dlib_models
 
     monkeypatch.setattr(dlib_models, "available", lambda: False)
     data, note = prepare_embedded(tmp_path, "cpu", images=64, progress=False)

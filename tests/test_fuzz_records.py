@@ -28,7 +28,7 @@ def test_mutations_are_a_function_of_seed_and_case(tmp_path):
 
 def test_short_run_writes_figures(tmp_path):
     out = tmp_path / "fuzz.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_records.py"), "--cases", "60",
+    subprocess.run([sys.executable, "-m", "benchmarks.fuzz_records", "--cases", "60",
                     "--loader-every", "30", "--out", str(out)], check=True, cwd=ROOT, capture_output=True,
                    timeout=300)
     figures = json.loads(out.read_text())["figures"]

@@ -10,9 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 from cuda_host import real_faces, requires_gxx
-
-from ops import FaceOccluder, load_profile
-from ops.reference import apply_reference
+from faceocc.ops import FaceOccluder, load_profile
+from faceocc.ops.reference import apply_reference
 
 
 def on_cpu(test):
@@ -69,7 +68,7 @@ def test_constant_uploads_are_visible_on_dalis_stream(cp, monkeypatch):
 def test_kernel_cache_key_covers_included_headers(cp, tmp_path):
     """CuPy hashes the source string and the options, not the files it includes: a reordered struct of the
     same size would reuse a stale binary. ``kernel_source`` inlines the header, so the key changes."""
-    from ops.gpu import kernel_source
+    from faceocc.ops.gpu import kernel_source
 
     kernel = tmp_path / "k.cu"
     kernel.write_text('#include "row.cuh"\nextern "C" __global__ void first(const Row* r, int* out) '
@@ -90,7 +89,7 @@ def test_kernel_cache_key_covers_included_headers(cp, tmp_path):
 
 
 def test_occlude_source_has_its_header_inlined():
-    from ops.gpu import HERE, kernel_source
+    from faceocc.ops.gpu import HERE, kernel_source
 
     source = kernel_source(HERE / "occlude.cu")
     assert '#include "' not in source
@@ -99,7 +98,7 @@ def test_occlude_source_has_its_header_inlined():
 
 @on_cpu
 def test_renderer_computes_landmarks_from_device_faces(cp):
-    from render.renderer import MaskRenderer
+    from faceocc.render.renderer import MaskRenderer
 
     faces = real_faces(3)
     r = MaskRenderer(device="gpu")

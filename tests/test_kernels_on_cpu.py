@@ -30,10 +30,9 @@ from cuda_host import (
     shared_dir,
 )
 from cuda_host.tables import fuzzed_table, mask_inputs
-
-from ops import FaceOccluder, Kind, load_profile
-from ops.profiles import BUILTIN
-from ops.reference import apply_reference
+from faceocc.ops import FaceOccluder, Kind, load_profile
+from faceocc.ops.profiles import BUILTIN
+from faceocc.ops.reference import apply_reference
 
 pytestmark = [pytest.mark.kernels_on_cpu, requires_gxx]
 PROFILES = sorted(p.stem for p in BUILTIN.glob("*.yaml"))
@@ -177,7 +176,7 @@ def test_shuffled_block_order_gives_identical_output(cp, faces112):
 @pytest.mark.parametrize("size, n, textures", [((112, 112), 6, "default"), ((112, 112), 4, "shared"),
                                                 ((45, 39), 3, "default"), ((112, 112), 1, "default")])
 def test_raster_matches_spec(cp, size, n, textures):
-    from render.renderer import MaskRenderer
+    from faceocc.render.renderer import MaskRenderer
 
     folder = None
     if textures == "shared":
@@ -195,7 +194,7 @@ def test_raster_matches_spec(cp, size, n, textures):
 
 
 def test_raster_shuffled_block_order_gives_identical_output(cp):
-    from render.renderer import MaskRenderer
+    from faceocc.render.renderer import MaskRenderer
 
     faces = real_faces(4, seed=6)
     gpu = MaskRenderer(device="gpu")
@@ -253,10 +252,10 @@ def compile_probe(tmp_path, struct: str, name: str, dtype: np.dtype) -> list[str
 
 
 def layouts() -> list[tuple[str, str, np.dtype]]:
-    from ops.gpu import HERE as OPS
-    from ops.params import PARAM_DTYPE
-    from render.gpu import HERE as RENDER
-    from render.raster import RENDER_DTYPE
+    from faceocc.ops.gpu import HERE as OPS
+    from faceocc.ops.params import PARAM_DTYPE
+    from faceocc.render.gpu import HERE as RENDER
+    from faceocc.render.raster import RENDER_DTYPE
 
     return [("Params", (OPS / "params.cuh").read_text(), PARAM_DTYPE),
             ("RenderParams", (RENDER / "raster.cu").read_text(), RENDER_DTYPE)]

@@ -16,7 +16,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("cv2")
 
-from render.insightface_landmarks import InsightFaceLandmarks, input_normalization  # noqa: E402
+from faceocc.render.insightface_landmarks import InsightFaceLandmarks, input_normalization  # noqa: E402
 
 BLOCK = 24             # 192 / 24 = 8 x 8 blocks per channel: 192 statistics
 

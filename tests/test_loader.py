@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from datasets import add_masks, face_dataset, mask_for
+from faceocc.ops import Kind
 
-from dali_pipes import FaceOcclusionLoader
-from dali_pipes.recordio import RecordDataset, RecordIOError
-from ops import Kind
+from faceocc import FaceOcclusionLoader
+from faceocc.recordio import RecordDataset, RecordIOError
 
 pytest.importorskip("nvidia.dali")
 
@@ -129,7 +129,7 @@ def test_bad_input_fails_at_construction(tmp_path, plain):
         _loader(plain, batch_size=4, shard_id=2, num_shards=2)
     with pytest.raises(ValueError, match="device"):
         FaceOcclusionLoader(plain, 4, device="tpu")
-    from dali_pipes.recordio import IRHeader, RecordWriter
+    from faceocc.recordio import IRHeader, RecordWriter
 
     (tmp_path / "empty").mkdir()
     with RecordWriter(tmp_path / "empty" / "train.rec") as w:
@@ -139,7 +139,7 @@ def test_bad_input_fails_at_construction(tmp_path, plain):
 
 
 def test_placement_follows_torchrun_environment(monkeypatch):
-    from dali_pipes.loader import distributed_placement
+    from faceocc.dali_pipes.loader import distributed_placement
 
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
@@ -155,11 +155,11 @@ def test_images_of_the_output_size_skip_the_resize_and_others_are_resized(tmp_pa
     import io
 
     from conftest import jpeg_bytes, random_face
+    from faceocc.ops import load_profile
     from nvidia.dali import fn, pipeline_def, types
     from PIL import Image
 
-    from dali_pipes.packing import write_insightface
-    from ops import load_profile
+    from faceocc.datasets.pack import write_insightface
 
     rng = np.random.default_rng(2)
     sizes = [(112, 112), (128, 96), (80, 80), (112, 112), (150, 112), (112, 120)]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import jpeg_bytes, random_face
+from faceocc.dali_pipes.placement import distributed_placement
 
-from dali_pipes import FaceOcclusionLoader, ImageDecodeError
-from dali_pipes.packing import write_insightface
-from dali_pipes.placement import distributed_placement
-from dali_pipes.recordio import RecordDataset
+from faceocc import FaceOcclusionLoader
+from faceocc.datasets.pack import write_insightface
+from faceocc.recordio import ImageDecodeError, RecordDataset
 
 pytest.importorskip("nvidia.dali")
 
@@ -109,9 +109,9 @@ def test_bad_mask_record_is_named_and_skipped_only_where_used(tmp_path):
     import dataclasses
 
     from datasets import add_masks, face_dataset
+    from faceocc.ops import load_profile
 
-    from dali_pipes.recordio import RecordWriter
-    from ops import load_profile
+    from faceocc.recordio import RecordWriter
 
     folder = face_dataset(tmp_path / "d", identities=4, per_identity=6)
     add_masks(folder)

@@ -10,7 +10,7 @@ import torch
 from datasets import add_masks, face_dataset
 from gpu import requires_gpu
 
-from dali_pipes import FaceOcclusionLoader
+from faceocc import FaceOcclusionLoader
 
 pytest.importorskip("nvidia.dali")
 

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from cuda_host import requires_gxx
 from datasets import face_dataset
-
-from ops import Kind, load_profile
+from faceocc.ops import Kind, load_profile
 
 pytest.importorskip("nvidia.dali")
 pytestmark = [pytest.mark.kernels_on_cpu, requires_gxx]
@@ -45,7 +44,7 @@ def profile(name):
 
 
 def loader(data, device, prof, dtype=None):
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -55,10 +54,9 @@ def loader(data, device, prof, dtype=None):
 
 def gpu_seams(monkeypatch, torch_streams):
     """The pipeline the loader builds, on the CPU; torch's current stream, a stand-in pointer."""
+    import faceocc.dali_pipes.loader as loader_module
     import torch
-
-    import dali_pipes.loader as loader_module
-    from dali_pipes.pipeline import build_pipeline
+    from faceocc.dali_pipes.pipeline import build_pipeline
 
     def on_the_cpu(source, batch_size, device_id, size, num_threads, prefetch, handoff):
         if handoff is not None:                          # the CPU loader's pipeline, as it is
@@ -155,11 +153,10 @@ def dali_stream(cp):
 def test_occlusion_step_gpu_branch_equals_its_cpu_branch(cp, datasets, records, prof, kind):
     """``occlusion_op``'s function on a GPU pipeline: per-sample device arrays in (params as the wider
     meta rows, masks [H, W, 1]), per-sample device arrays out, on DALI's device and stream."""
+    from faceocc.dali_pipes.pipeline import GPU_OUTPUTS, OcclusionStep, build_pipeline
+    from faceocc.dali_pipes.source import RecordBatchSource
+    from faceocc.ops import FaceOccluder
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
-    from dali_pipes.pipeline import GPU_OUTPUTS, OcclusionStep, build_pipeline
-    from dali_pipes.source import RecordBatchSource
-    from ops import FaceOccluder
 
     data = datasets[records]
     prof = profile(prof)

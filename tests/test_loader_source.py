@@ -7,12 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from faceocc.dali_pipes.order import ShardOrder
+from faceocc.dali_pipes.source import META_BYTES, RecordBatchSource, pack_meta, unpack_meta
+from faceocc.ops import FaceOccluder, Kind
+from faceocc.ops.params import PARAM_DTYPE
 
-from dali_pipes.order import ShardOrder
-from dali_pipes.recordio import RecordDataset
-from dali_pipes.source import META_BYTES, RecordBatchSource, pack_meta, unpack_meta
-from ops import FaceOccluder, Kind
-from ops.params import PARAM_DTYPE
+from faceocc.recordio import RecordDataset
 
 pytest.importorskip("nvidia.dali")
 
@@ -97,7 +97,7 @@ class _Garbage(RecordBatchSource):
 
 @pytest.mark.parametrize("used", [False, True])
 def test_rows_without_a_3d_mask_decode_nothing_of_the_mask_records(data, used):
-    from dali_pipes.pipeline import HandOff, build_pipeline
+    from faceocc.dali_pipes.pipeline import HandOff, build_pipeline
 
     base = _source(data)
     src = _Garbage(data, base.order, base.sampler, 0, used=used)
@@ -115,8 +115,8 @@ def test_rows_without_a_3d_mask_decode_nothing_of_the_mask_records(data, used):
 
 
 def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_stream():
-    from dali_pipes.pipeline import occlude_device
-    from dali_pipes.source import ROW
+    from faceocc.dali_pipes.pipeline import occlude_device
+    from faceocc.dali_pipes.source import ROW
 
     calls = []
 
@@ -146,9 +146,9 @@ def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_strea
 
 def test_front_door_names_the_public_classes():
     import faceocc
-    import ops
-    from dali_pipes import FaceOcclusionLoader
-    from dali_pipes import RecordDataset as RD
+    import faceocc.ops as ops
+    from faceocc import FaceOcclusionLoader
+    from faceocc.recordio import RecordDataset as RD
 
     assert faceocc.FaceOcclusionLoader is FaceOcclusionLoader
     assert faceocc.RecordDataset is RD and faceocc.FaceOccluder is ops.FaceOccluder
@@ -161,10 +161,10 @@ def test_front_door_names_the_public_classes():
 def test_gpu_path_outputs_on_the_cpu_give_the_loaders_batches(data):
     """The GPU path's pipeline (dense faces, meta, padded masked/mask) through DALI's iterator, run
     on the CPU, then the twin on the dense batch: the same tensors as the CPU loader serves."""
+    from faceocc.dali_pipes.pipeline import GPU_OUTPUTS, build_pipeline
     from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-    from dali_pipes import FaceOcclusionLoader
-    from dali_pipes.pipeline import GPU_OUTPUTS, build_pipeline
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -187,10 +187,9 @@ def test_gpu_path_outputs_on_the_cpu_give_the_loaders_batches(data):
 
 
 def test_occlusion_op_in_a_users_pipeline_equals_the_twin():
+    from faceocc.dali_pipes.pipeline import occlusion_op
+    from faceocc.ops.params import PARAM_DTYPE
     from nvidia.dali import fn, pipeline_def, types
-
-    from dali_pipes.pipeline import occlusion_op
-    from ops.params import PARAM_DTYPE
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -8,13 +8,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from faceocc.ops import FaceOccluder, Kind, load_profile
+from faceocc.ops.atlas import OccluderBank
+from faceocc.ops.params import empty_params
+from faceocc.ops.reference import shape_coverage
+from faceocc.ops.web import box_pixels, composite_web
 
 from benchmarks import msml_stats as ms
-from ops import FaceOccluder, Kind, load_profile
-from ops.atlas import OccluderBank
-from ops.params import empty_params
-from ops.reference import shape_coverage
-from ops.web import box_pixels, composite_web
 
 HAVE_REFERENCE = (ms.REFERENCE / "reference.json").is_file() and ms.OCCLUDERS.is_dir() and ms.FACE.is_file()
 needs_reference = pytest.mark.skipif(not HAVE_REFERENCE, reason="../shared/msml_reference or its data is absent")
@@ -114,7 +114,7 @@ def test_web_occluders_are_resized_exactly_as_pillow_resizes_rgba():
 
 
 def test_objects_are_fitted_and_padded_never_cropped():
-    from ops.atlas import fit_pad
+    from faceocc.ops.atlas import fit_pad
 
     tall = np.zeros((100, 40, 4), np.uint8)
     tall[..., 3] = 255

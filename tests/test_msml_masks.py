@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from conftest import mxnet_python
 from datasets import add_masks, face_dataset, msml_masks
+from faceocc.ops import Kind
 
-from dali_pipes.mask_records import check_alignment, mask_paths
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, class_of, decode_image
 from faceocc.cli import main
-from ops import Kind
+from faceocc.datasets.mask_alignment import check_alignment
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.recordio import IRHeader, RecordDataset, RecordIOError, RecordWriter, class_of
+from faceocc.recordio.images import decode_image
 
 PYTHON = mxnet_python()
 
@@ -41,7 +43,7 @@ def msml(request, tmp_path) -> Path:
 
 def _loader(folder, **kw):
     pytest.importorskip("nvidia.dali")
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -60,7 +62,7 @@ def test_msml_files_have_msmls_layout(msml):
                 assert h.flag == 0 and not isinstance(h.label, np.ndarray) and h.id == h0.id == key
                 assert class_of(h) == class_of(h0)
             assert face[:3] == mask[:3] == b"\xff\xd8\xff"
-            m = decode_image(mask)
+            m = decode_image(mask, gray=None)
             assert m.ndim == 2 and (m <= 128).any() and (m > 128).any()
 
 
@@ -77,7 +79,7 @@ def test_info_verify_and_loader_accept_msml_files(msml, capsys):
         for _ in range(3):
             for batch in loader:
                 for i in np.flatnonzero(batch["kind"].numpy() == Kind.MASK3D):
-                    want = (decode_image(mk.read(int(batch["key"][i]))[1]) > 128).astype(np.int32)
+                    want = (decode_image(mk.read(int(batch["key"][i]))[1], gray=None) > 128).astype(np.int32)
                     got = batch["msk"][i].numpy()
                     agree = max((got == want).mean(), (got == want[:, ::-1]).mean())
                     assert agree > 0.99

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import jpeg_bytes, mxnet_python, random_face
 
-from dali_pipes.packing import write_insightface
-from dali_pipes.recordio import IRHeader, RecordDataset, RecordWriter
+from faceocc.datasets.pack import write_insightface
+from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
 
 PYTHON = mxnet_python()
 pytestmark = [pytest.mark.mxnet,
@@ -58,8 +58,8 @@ def test_mxnet_reads_what_faceocc_writes(tmp_path):
 def test_mxnet_reads_rendered_mask_records(tmp_path):
     from datasets import face_dataset
 
-    from dali_pipes.mask_records import IDENTITY_TAG
     from faceocc.cli import main
+    from faceocc.datasets.mask_alignment import IDENTITY_TAG
 
     data = face_dataset(tmp_path / "d", identities=3, per_identity=3)
     assert main(["render", str(data), "--chunk-size", "4"]) == 0

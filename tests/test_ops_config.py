@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import shared_data
+from faceocc.ops import FaceOccluder, Kind, load_profile
+from faceocc.ops.atlas import OccluderBank, default_bank
+from faceocc.ops.sampler import Sampler, batch_rng
 from scipy import stats
-
-from ops import FaceOccluder, Kind, load_profile
-from ops.atlas import OccluderBank, default_bank
-from ops.sampler import Sampler, batch_rng
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import oracles_required, random_face
+from faceocc.ops import FaceOccluder, load_profile
+from faceocc.ops.gpu import HERE, compile_options
 from gpu import requires_gpu
-
-from ops import FaceOccluder, load_profile
-from ops.gpu import HERE, compile_options
 
 
 @pytest.mark.parametrize("half", [False, True])

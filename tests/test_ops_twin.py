@@ -7,10 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import random_face
-
-from ops import FaceOccluder, Kind, load_profile
-from ops.params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
-from ops.reference import hashed_normal, hashed_uniform, mix32
+from faceocc.ops import FaceOccluder, Kind, load_profile
+from faceocc.ops.params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
+from faceocc.ops.reference import hashed_normal, hashed_uniform, mix32
 
 
 def _faces(n: int, size: int = 112, seed: int = 0) -> np.ndarray:
@@ -224,7 +223,7 @@ def test_threaded_host_apply_equals_one_call(threads):
     """Rows split over threads (with 3D-mask slots remapped per chunk) give the single call's result."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ops.host import apply_host
+    from faceocc.ops.host import apply_host
 
     rng = np.random.default_rng(4)
     occ = FaceOccluder("ms1m", seed=2)
@@ -250,9 +249,9 @@ def test_rows_with_nothing_to_draw_take_the_shortcut_with_the_specs_values(grays
                                                                           dtype):
     """A batch of rows with no occluder, 3D mask or lighting serves ``img`` = ``ori`` without drawing:
     bit for bit what the specification computes, flips included."""
-    from ops.host import apply_rows
-    from ops.params import empty_params
-    from ops.reference import apply_reference
+    from faceocc.ops.host import apply_rows
+    from faceocc.ops.params import empty_params
+    from faceocc.ops.reference import apply_reference
 
     rng = np.random.default_rng(3)
     faces = rng.integers(0, 256, (6, 24, 20, 3), dtype=np.uint8)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from dali_pipes.order import ShardOrder
+from faceocc.dali_pipes.order import ShardOrder
 
 
 def _identity_sorted(n_ids: int = 2000, rng_seed: int = 0) -> np.ndarray:

@@ -7,12 +7,13 @@ import warnings
 
 import numpy as np
 import pytest
+from faceocc.render.face_geometry import ARCFACE_5, similarity_fit
 from real_faces import require_landmarks_extra
 
-from dali_pipes.recordio import RecordDataset, decode_image
 from faceocc.cli import main
-from faceocc.example import package_file
-from render.landmarks import ARCFACE_5, similarity_fit
+from faceocc.recordio import RecordDataset
+from faceocc.recordio.images import decode_image
+from faceocc.resources import package_file
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +22,10 @@ def raw_photos(tmp_path_factory):
     (as photographed, plus a rotated and a rescaled copy), scikit-image's astronaut, a photo with
     no face, a broken file, and a folder whose only photo has no face."""
     require_landmarks_extra()
+    from faceocc.render import dlib_models
     from PIL import Image
 
     from faceocc.align import read_rgb
-    from render import dlib_models
 
     root = tmp_path_factory.mktemp("raw")
     group = read_rgb(package_file("insightface", "data", "images", "t1.jpg"))
@@ -51,8 +52,8 @@ def raw_photos(tmp_path_factory):
 
 
 def test_pack_align_writes_aligned_faces_and_reports_the_rest(raw_photos, tmp_path, capsys):
-    from render.dlib_landmarks import dlib_points
-    from render.landmarks import five_points
+    from faceocc.render.dlib_landmarks import dlib_points
+    from faceocc.render.face_geometry import five_points
 
     out = tmp_path / "ds"
     assert main(["pack", "--align", str(raw_photos), str(out)]) == 0
@@ -62,7 +63,7 @@ def test_pack_align_writes_aligned_faces_and_reports_the_rest(raw_photos, tmp_pa
         assert ds.layout == "insightface"
         assert ds.num_classes == people
         assert len(ds) == 6 * 3 + people - 6
-        faces = np.stack([decode_image(ds.read(int(k))[1]) for k in ds.image_keys])
+        faces = np.stack([decode_image(ds.read(int(k))[1], gray=None) for k in ds.image_keys])
         labels = [int(ds.read(int(k))[0].label) for k in ds.image_keys]
     assert faces.shape[1:] == (112, 112, 3)
     assert labels == sorted(labels) and set(labels) == set(range(people))
@@ -123,7 +124,7 @@ def test_pack_align_refuses_existing_output_and_a_folder_without_faces(raw_photo
 
 
 def test_pack_align_without_the_extra_says_how_to_install(tmp_path, monkeypatch, capsys):
-    from render import dlib_models
+    from faceocc.render import dlib_models
 
     dlib_models.shape_predictor.cache_clear()
     monkeypatch.setattr(dlib_models, "_models_dir", lambda: None)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from conftest import jpeg_bytes, random_face
 
-from dali_pipes.dataset_info import mask_paths, verify
-from dali_pipes.packing import write_insightface
-from dali_pipes.recordio import RecordDataset
 from faceocc.cli import main
+from faceocc.datasets.info import verify
+from faceocc.datasets.mask_sets import mask_paths
+from faceocc.datasets.pack import write_insightface
+from faceocc.recordio import RecordDataset
 
 
 def _tree(root, seed):

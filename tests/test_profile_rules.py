@@ -6,10 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from ops import FaceOccluder, load_profile
-from ops.profile_rules import CROSS_RULES, FIELD_RULES, validate_profile
-from ops.profiles import Profile
+from faceocc.ops import FaceOccluder, load_profile
+from faceocc.ops.profile_rules import CROSS_RULES, FIELD_RULES, validate_profile
+from faceocc.ops.profiles import Profile
 
 
 def _leaf_paths(obj, prefix=""):

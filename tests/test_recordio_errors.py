@@ -11,7 +11,7 @@ from conftest import MXNET_FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dali_pipes.recordio import RecordDataset, RecordIOError
+from faceocc.recordio import RecordDataset, RecordIOError
 
 SRC = MXNET_FIXTURES / "insightface"
 
@@ -130,7 +130,7 @@ def test_fuzzed_files_raise_only_recordio_errors(tmp_path_factory, rec_edits, id
 def test_identity_record_without_range(tmp_path):
     import numpy as np
 
-    from dali_pipes.recordio import IRHeader, RecordWriter
+    from faceocc.recordio import IRHeader, RecordWriter
 
     with RecordWriter(tmp_path / "train.rec", tmp_path / "train.idx") as w:
         w.write(0, IRHeader(2, np.array([2, 3], np.float32), 0, 0), b"")

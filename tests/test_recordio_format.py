@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import MXNET_FIXTURES
 
-from dali_pipes.recordio import (
+from faceocc.recordio import (
     IRHeader,
     RecordDataset,
     RecordIOError,

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from conftest import shared_data
 from datasets import face_dataset
+from faceocc.render.face_geometry import ARCFACE_5, EYES, MOUTH_CORNERS, NOSE_TIP, five_points, template_landmarks
+from faceocc.render.renderer import MaskRenderer
 
-from dali_pipes.recordio import RecordDataset, decode_image
 from faceocc.cli import main
-from render.landmarks import ARCFACE_5, EYES, MOUTH_CORNERS, NOSE_TIP, five_points, template_landmarks
-from render.renderer import MaskRenderer
+from faceocc.recordio import RecordDataset
+from faceocc.recordio.images import decode_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def test_render_writes_aligned_records_that_verify(dataset, capsys):
             h2, png = mk.read(key)
             assert h0.id == h1.id == h2.id and h0.label == h1.label == h2.label
             assert jpeg[:3] == b"\xff\xd8\xff" and png[:4] == b"\x89PNG"
-            mask = decode_image(png)
+            mask = decode_image(png, gray=None)
             assert mask.ndim == 2 and set(np.unique(mask)) <= {0, 255} and (mask == 0).any()
     assert main(["render", str(dataset)]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -128,7 +129,7 @@ def test_merge_needs_no_landmark_source(dataset, monkeypatch):
 
 KILL_AFTER = """
 import os, signal, sys
-from render.job import RenderJob
+from faceocc.render.job import RenderJob
 from faceocc.cli import main
 finish = RenderJob._render_chunk
 count = 0

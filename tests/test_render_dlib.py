@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from faceocc.render.face_geometry import (
+    EYES,
+    MOUTH_CORNERS,
+    NOSE_TIP,
+    mean_face_68,
+    similarity_fit,
+    template_landmarks,
+)
+from faceocc.render.pose import fit_pose, rotation_matrix
 from real_faces import VIEWS, real_crops, require_landmarks_extra, turned_views
-
-from render.landmarks import EYES, MOUTH_CORNERS, NOSE_TIP, mean_face_68, similarity_fit, template_landmarks
-from render.pose import fit_pose, rotation_matrix
 
 LOWER_FACE = list(range(2, 15)) + [NOSE_TIP] + list(range(48, 60))      # jaw, nose tip, outer lip
 
@@ -19,7 +25,7 @@ LOWER_FACE = list(range(2, 15)) + [NOSE_TIP] + list(range(48, 60))      # jaw, n
 @pytest.fixture(scope="module")
 def views():
     require_landmarks_extra()
-    from render.dlib_landmarks import dlib_points
+    from faceocc.render.dlib_landmarks import dlib_points
 
     faces, maps = turned_views()
     return faces, maps, dlib_points(faces), dlib_points(real_crops())
@@ -55,7 +61,7 @@ def pose_failures(source: str, faces: np.ndarray, maps: np.ndarray, own: np.ndar
     """How the masks of ``source`` fail the face's own dlib landmarks ``own``: views whose mask misses
     the nose tip or a mouth corner or covers an eye landmark, and how far (px) the mask centroid
     strays from where the face's landmarks carried it (relative to the lower-face landmarks)."""
-    from render.renderer import MaskRenderer
+    from faceocc.render.renderer import MaskRenderer
 
     renderer = MaskRenderer(landmarks=source)
     params = renderer.sample(len(faces), np.random.default_rng(0))
@@ -96,7 +102,7 @@ def test_pose_test_passes_for_dlib_and_fails_for_template(views):
 
 def test_depth_comes_from_the_fitted_mean_face():
     require_landmarks_extra()
-    from render.dlib_landmarks import DlibLandmarks
+    from faceocc.render.dlib_landmarks import DlibLandmarks
 
     src = DlibLandmarks()
     mean = mean_face_68()
@@ -115,7 +121,7 @@ def test_depth_comes_from_the_fitted_mean_face():
 
 def test_points_that_are_no_face_fall_back_to_the_template_and_are_counted():
     require_landmarks_extra()
-    from render.dlib_landmarks import DlibLandmarks
+    from faceocc.render.dlib_landmarks import DlibLandmarks
 
     src = DlibLandmarks()
     good = template_landmarks()[:, :2] + (3, -2)
@@ -131,10 +137,11 @@ def test_points_that_are_no_face_fall_back_to_the_template_and_are_counted():
 
 def test_render_cli_with_dlib_landmarks_counts_fallbacks(tmp_path, capsys, monkeypatch):
     require_landmarks_extra()
-    from dali_pipes.recordio import RecordDataset
+    from faceocc.render import dlib_models
+
     from faceocc.cli import main
-    from faceocc.example import make_face_dataset
-    from render import dlib_models
+    from faceocc.datasets.example import make_face_dataset
+    from faceocc.recordio import RecordDataset
 
     data = make_face_dataset(tmp_path / "ds", list(real_crops()[:3]), identities=3, per_identity=4)
     assert main(["render", str(data), "--landmarks", "dlib", "--chunk-size", "5", "--batch-size", "4"]) == 0
@@ -154,8 +161,9 @@ def test_render_cli_with_dlib_landmarks_counts_fallbacks(tmp_path, capsys, monke
 
 
 def test_dlib_source_without_the_extra_says_how_to_install(monkeypatch, capsys, small_dataset):
+    from faceocc.render import dlib_models
+
     from faceocc.cli import main
-    from render import dlib_models
 
     dlib_models.shape_predictor.cache_clear()
     monkeypatch.setattr(dlib_models, "_models_dir", lambda: None)

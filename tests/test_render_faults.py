@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from datasets import face_dataset, msml_masks
 
-from dali_pipes.mask_records import STORE, check_set, current_generation, mask_paths, set_files
-from dali_pipes.recordio import RecordDataset, RecordIOError, RecordWriter
 from faceocc.cli import main
+from faceocc.datasets.mask_alignment import check_set
+from faceocc.datasets.mask_sets import STORE, current_generation, mask_paths, set_files
+from faceocc.recordio import RecordDataset, RecordIOError, RecordWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 RENDER = ["--chunk-size", "4", "--batch-size", "4", "--workers", "1"]
@@ -76,8 +77,8 @@ def data(base, tmp_path) -> Path:
 
 KILL = """
 import os, signal, sys
-import render.job as job, render.mask_store as store
-from dali_pipes.recordio import RecordWriter
+import faceocc.render.job as job, faceocc.datasets.mask_sets as store
+from faceocc.recordio import RecordWriter
 from faceocc.cli import main
 where, after = os.environ["KILL_AT"], int(os.environ["KILL_AFTER"])
 calls = [0]
@@ -232,7 +233,7 @@ def test_read_only_dataset_gives_a_clear_message(data, monkeypatch, capsys):
 HOLD = """
 import sys, time
 from pathlib import Path
-from render.mask_store import FolderLock
+from faceocc.datasets.mask_sets import FolderLock
 locks = [FolderLock(Path(sys.argv[1]), name, shared=shared)
          for name, shared in zip(sys.argv[2::2], map(int, sys.argv[3::2]))]
 print("held", flush=True)
@@ -270,7 +271,7 @@ def test_a_second_render_on_the_folder_refuses_at_start(data, capsys):
 
 def _loader(folder):
     pytest.importorskip("nvidia.dali")
-    from dali_pipes import FaceOcclusionLoader
+    from faceocc import FaceOcclusionLoader
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -8,10 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import oracles_required
+from faceocc.render.gpu import HERE, compile_options
+from faceocc.render.renderer import MaskRenderer
 from gpu import requires_gpu
-
-from render.gpu import HERE, compile_options
-from render.renderer import MaskRenderer
 
 
 def test_rasterizer_compiles_with_nvcc_for_sm90(tmp_path):

@@ -63,7 +63,7 @@ def real_faces(n: int, size: tuple[int, int] = (112, 112), seed: int = 0) -> np.
     face), resized, then jittered views of them."""
     from PIL import Image
 
-    from faceocc.example import base_face, jittered, load_face
+    from faceocc.datasets.example import base_face, jittered, load_face
 
     folder = shared_dir("faces")
     sources = [load_face(p, 112) for p in sorted(folder.iterdir())] if folder else [base_face(112)]
@@ -82,7 +82,7 @@ def real_faces(n: int, size: tuple[int, int] = (112, 112), seed: int = 0) -> np.
 def rendered_masks(faces: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Masked faces and masks (0 where masked) of ``faces`` from the project's CPU renderer, with the
     shared mask textures when present."""
-    from render.renderer import MaskRenderer
+    from faceocc.render.renderer import MaskRenderer
 
     r = MaskRenderer(tuple(faces.shape[1:3]), device="cpu", textures=shared_dir("mask_textures"))
     out, mask = r.render(faces, r.sample(len(faces), np.random.default_rng(seed)))

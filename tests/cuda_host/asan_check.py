@@ -23,9 +23,9 @@ extern "C" __global__ void planted(const float* a, float* out, int n) {
 
 
 def kernels(cp: object) -> None:
-    from ops import FaceOccluder
-    from ops.profiles import BUILTIN
-    from render.renderer import MaskRenderer
+    from faceocc.ops import FaceOccluder
+    from faceocc.ops.profiles import BUILTIN
+    from faceocc.render.renderer import MaskRenderer
 
     for size, n in (((112, 112), 3), ((37, 53), 4)):
         faces = real_faces(n, size, seed=4)

@@ -9,9 +9,8 @@ tables valid (unknown fields keep :func:`ops.params.empty_params`' values).
 from __future__ import annotations
 
 import numpy as np
-
-from ops import Kind
-from ops.params import MAX_VERTICES, empty_params
+from faceocc.ops import Kind
+from faceocc.ops.params import MAX_VERTICES, empty_params
 
 
 def _set(t: np.ndarray, name: str, value: object) -> None:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from dali_pipes.packing import write_insightface
-
-
-def package_file(package: str, *parts: str) -> Path | None:
-    """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations)), *parts)
-    return path if path.exists() else None
+from faceocc.datasets.pack import write_insightface
+from faceocc.resources import package_file
 
 
 def base_face(size: int = 112) -> np.ndarray:

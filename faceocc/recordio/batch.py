@@ -15,8 +15,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .record_frames import MAGIC, MAX_CLASSES, MAX_PART, class_of
-from .recordio import RecordDataset
+from .dataset import RecordDataset
+from .frames import MAGIC, MAX_PART
+from .header import MAX_CLASSES, class_of
 
 _HEAD = np.dtype([("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"), ("id", "<u8"),
                   ("id2", "<u8")])  # frame (8 bytes) + IRHeader (24 bytes)

@@ -1,6 +1,5 @@
-"""The offline mask records beside a dataset (``mask_out.rec/.idx``, ``mask.rec/.idx``): where they are,
-which render made them, and the one alignment rule that the loader, ``faceocc info`` and
-``faceocc verify`` all apply.
+"""The one alignment rule between a dataset and its mask set, which the loader, ``faceocc info`` and
+``faceocc verify`` all apply, and the render identity that ties a set to the render that made it.
 
 Aligned means: every image key of train.rec is present in both files, with the same header id and
 the same identity class; no file holds a key train.rec does not have. Both layouts pass: faceocc's
@@ -12,11 +11,6 @@ record holds a tag, 24 bits of train.rec's fingerprint and 24 bits of the render
 seed, train.rec fingerprint). A pair from two renders, a faceocc file paired with a foreign one, or
 masks rendered for another train.rec are refused. Files without the tag (MSML's) have no identity
 and are judged by alignment alone.
-
-faceocc installs a set as a generation folder ``.faceocc-masks/<generation>/`` and a link
-``.faceocc-masks/current`` to it; the four names beside train.rec are fixed links through
-``current``, so one atomic replacement of ``current`` swaps the whole set. :func:`mask_paths` reads
-``current`` once, so a reader never sees half of one set and half of another.
 """
 
 from __future__ import annotations
@@ -28,72 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .record_frames import IRHeader, RecordIOError, class_of
-from .recordio import RecordDataset
+from ..recordio import IRHeader, RecordDataset, RecordIOError, class_of
+from .mask_sets import current_generation, mask_paths, render_manifest
 
-MASK_FILES = ("mask_out", "mask")
-STORE = ".faceocc-masks"
-CURRENT = "current"
-RENDER_MANIFEST = "render.json"
 IDENTITY_TAG = 0xFACE
-
-
-def dataset_dir(path: str | os.PathLike) -> Path:
-    """The folder of a dataset given as a folder or as its ``.rec`` path."""
-    p = Path(path)
-    return p if p.is_dir() else p.parent
-
-
-def set_files(folder: Path) -> list[Path]:
-    """The four files of a mask set in ``folder``: mask_out.rec/.idx, mask.rec/.idx."""
-    return [folder / f"{name}{ext}" for name in MASK_FILES for ext in (".rec", ".idx")]
-
-
-def fixed_link(name: str) -> str:
-    """What the fixed name ``name`` beside train.rec points at in a faceocc-installed set."""
-    return f"{STORE}/{CURRENT}/{name}"
-
-
-def current_generation(data_dir: str | os.PathLike) -> Path | None:
-    """The generation folder ``.faceocc-masks/current`` points at, read once; None without one."""
-    link = dataset_dir(data_dir) / STORE / CURRENT
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
-    return link.parent / target
-
-
-def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
-    """``{"mask_out": rec, "mask": rec}`` of the dataset's mask set; None when there is none.
-
-    faceocc's fixed links are resolved through one reading of ``current``. Some but not all of the
-    four files present is an incomplete set: :class:`RecordIOError` naming the missing file.
-    """
-    d = dataset_dir(data_dir)
-    generation = current_generation(d)
-    files = []
-    for path in set_files(d):
-        linked = path.is_symlink() and os.readlink(path) == fixed_link(path.name)
-        files.append(generation / path.name if linked and generation is not None else path)
-    present = [f.is_file() for f in files]
-    if not any(present):
-        return None
-    if not all(present):
-        missing = files[present.index(False)]
-        raise RecordIOError(f"incomplete mask set: {missing.name} is missing beside "
-                            f"{', '.join(f.name for f, p in zip(files, present, strict=True) if p)}; "
-                            "render the masks again (faceocc render --overwrite)", missing)
-    return {name: files[2 * i] for i, name in enumerate(MASK_FILES)}
-
-
-def render_manifest(data_dir: str | os.PathLike) -> dict | None:
-    """The settings of the installed faceocc render (its ``render.json``), or None."""
-    generation = current_generation(data_dir)
-    try:
-        return json.loads((generation / RENDER_MANIFEST).read_text()) if generation else None
-    except (OSError, ValueError):
-        return None
 
 
 def train_fingerprint(train: RecordDataset) -> str:

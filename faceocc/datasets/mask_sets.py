@@ -1,5 +1,6 @@
-"""Where ``faceocc render`` keeps finished mask sets, how a new set replaces the old one as a whole,
-and the lock that keeps two renders off one folder.
+"""The mask set beside a dataset on disk (``mask_out.rec/.idx``, ``mask.rec/.idx``): where its files are,
+how ``faceocc render`` installs a new set in place of the old one as a whole, and the lock that keeps
+two renders off one folder. The alignment rule lives in :mod:`faceocc.datasets.mask_alignment`.
 
 A finished set is a generation folder ``DIR/.faceocc-masks/g-<id>/`` holding mask_out.rec/.idx,
 mask.rec/.idx and render.json. ``DIR/.faceocc-masks/current`` links to one generation, and the four
@@ -7,18 +8,92 @@ names beside train.rec are fixed links through it (``mask_out.rec -> .faceocc-ma
 mask_out.rec``), so MXNet, MSML's code and DALI open them as ordinary files. Installing a set is one
 atomic replacement of ``current``; every step before it leaves the old set readable, complete and
 unchanged, so at every instant readers see either the complete old set or the complete new one.
+:func:`mask_paths` reads ``current`` once, so a reader never sees half of one set and half of another.
+
+A set may also be plain files (MSML's, or files copied in): the loader reads them as they are, and the
+next render adopts them into a generation before replacing them.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 
-from dali_pipes.mask_records import CURRENT, STORE, current_generation, fixed_link, set_files
+from ..recordio import RecordIOError
+
+MASK_FILES = ("mask_out", "mask")
+
+
+STORE = ".faceocc-masks"
+
+
+CURRENT = "current"
+
+
+RENDER_MANIFEST = "render.json"
+
+
+def dataset_dir(path: str | os.PathLike) -> Path:
+    """The folder of a dataset given as a folder or as its ``.rec`` path."""
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def set_files(folder: Path) -> list[Path]:
+    """The four files of a mask set in ``folder``: mask_out.rec/.idx, mask.rec/.idx."""
+    return [folder / f"{name}{ext}" for name in MASK_FILES for ext in (".rec", ".idx")]
+
+
+def fixed_link(name: str) -> str:
+    """What the fixed name ``name`` beside train.rec points at in a faceocc-installed set."""
+    return f"{STORE}/{CURRENT}/{name}"
+
+
+def current_generation(data_dir: str | os.PathLike) -> Path | None:
+    """The generation folder ``.faceocc-masks/current`` points at, read once; None without one."""
+    link = dataset_dir(data_dir) / STORE / CURRENT
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    return link.parent / target
+
+
+def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
+    """``{"mask_out": rec, "mask": rec}`` of the dataset's mask set; None when there is none.
+
+    faceocc's fixed links are resolved through one reading of ``current``. Some but not all of the
+    four files present is an incomplete set: :class:`RecordIOError` naming the missing file.
+    """
+    d = dataset_dir(data_dir)
+    generation = current_generation(d)
+    files = []
+    for path in set_files(d):
+        linked = path.is_symlink() and os.readlink(path) == fixed_link(path.name)
+        files.append(generation / path.name if linked and generation is not None else path)
+    present = [f.is_file() for f in files]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = files[present.index(False)]
+        raise RecordIOError(f"incomplete mask set: {missing.name} is missing beside "
+                            f"{', '.join(f.name for f, p in zip(files, present, strict=True) if p)}; "
+                            "render the masks again (faceocc render --overwrite)", missing)
+    return {name: files[2 * i] for i, name in enumerate(MASK_FILES)}
+
+
+def render_manifest(data_dir: str | os.PathLike) -> dict | None:
+    """The settings of the installed faceocc render (its ``render.json``), or None."""
+    generation = current_generation(data_dir)
+    try:
+        return json.loads((generation / RENDER_MANIFEST).read_text()) if generation else None
+    except (OSError, ValueError):
+        return None
 
 
 class RenderBusyError(RuntimeError):

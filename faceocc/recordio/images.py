@@ -1,4 +1,5 @@
-"""The project's one image decoding on the host, with the loader's semantics (DALI ``decoders.image``, CPU).
+"""Images in records: the project's one host decoding, with the loader's semantics (DALI ``decoders.image``,
+CPU), and ``mxnet.recordio``'s ``pack_img``/``unpack_img`` (:func:`pack_image`, :func:`unpack_image`).
 
 The loader decodes with DALI; ``render``, ``verify``, ``info`` and ``preview`` decode here, and both give
 the same pixels for the same payload (tested against DALI itself in ``tests/test_decoding.py``):
@@ -25,10 +26,11 @@ import zlib
 
 import numpy as np
 
-from .record_frames import RecordIOError
+from .errors import RecordIOError
+from .header import IRHeader, pack_header, unpack_header
 
 __all__ = ["LOADER_FORMATS", "ImageDecodeError", "decodable", "decode_image", "decode_problem", "image_format",
-           "read_image"]
+           "pack_image", "read_image", "unpack_image"]
 
 LOADER_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PNM", "JPEG2000")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -224,3 +226,28 @@ def read_image(ds: object, key: int, gray: bool | None = False) -> tuple[object,
         return header, decode_image(data, gray)
     except ImageDecodeError as exc:
         raise ImageDecodeError(str(exc), ds.rec_path, key, ds.offset_of(key)) from exc
+
+
+def pack_image(header: IRHeader, image: np.ndarray, fmt: str = ".jpg", quality: int = 95) -> bytes:
+    """Encode an RGB (H x W x 3) or grayscale (H x W) uint8 image and pack it behind ``header``."""
+    from PIL import Image
+
+    array = np.ascontiguousarray(image, dtype=np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    buf = io.BytesIO()
+    fmt = fmt.lower()
+    if fmt in (".jpg", ".jpeg"):
+        Image.fromarray(array).save(buf, format="JPEG", quality=int(quality))
+    elif fmt == ".png":
+        Image.fromarray(array).save(buf, format="PNG", compress_level=6)
+    else:
+        raise ValueError(f"unsupported image format {fmt!r}; use '.jpg' or '.png'")
+    return pack_header(header, buf.getvalue())
+
+
+def unpack_image(payload: bytes) -> tuple[IRHeader, np.ndarray]:
+    """Split a packed image record into its header and the decoded image (RGB, or H x W if gray), decoded
+    as the loader decodes it (EXIF orientation applied, 16 bits scaled)."""
+    header, data = unpack_header(payload)
+    return header, decode_image(data, gray=None)

@@ -11,21 +11,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .dataset_checks import header_problems, identity_problems, image_problems, scan_problems
-from .decoding import decode_image, decode_problem
-from .mask_records import (
-    MASK_FILES,
-    dataset_dir,
+from faceocc.datasets.checks import header_problems, identity_problems, image_problems, scan_problems
+from faceocc.datasets.mask_alignment import (
     identity_problem,
     key_problem,
-    mask_paths,
     mask_status,
     record_problem,
     render_identity,
     train_fingerprint,
 )
-from .packing import encoded_format
-from .recordio import RecordDataset, RecordIOError, class_of
+from faceocc.datasets.mask_sets import MASK_FILES, dataset_dir, mask_paths
+from faceocc.datasets.pack import encoded_format
+from faceocc.recordio import RecordDataset, RecordIOError, class_of
+from faceocc.recordio.images import decode_image, decode_problem
 
 __all__ = ["MASK_FILES", "VerifyReport", "dataset_dir", "describe", "mask_paths", "verify"]
 

@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .record_frames import IRHeader, RecordIOError, class_of, scan_records
-from .recordio import RecordDataset
+from faceocc.recordio import IRHeader, RecordDataset, RecordIOError, class_of, scan_records
 
 Problem = tuple[str, int | None, str]
 

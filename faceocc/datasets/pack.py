@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .decoding import ImageDecodeError, decode_image, image_format
-from .recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
+from faceocc.recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
+from faceocc.recordio.images import ImageDecodeError, decode_image, image_format
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # what was made from an earlier train.rec and would pass alignment beside a new one with the same keys
