@@ -14,13 +14,31 @@ import numpy as np
 
 from .atlas import OccluderBank
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, empty_params
-from .profiles import Profile
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, RENDER_DTYPE, empty_params
+from .profiles import MaskRender, Profile
 
 
 def batch_rng(seed: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.random.Generator:
     """The generator of one batch: independent streams for every (seed, shard, epoch, batch)."""
     return np.random.default_rng([int(seed), int(shard), int(epoch), int(batch)])
+
+
+def sample_render(n: int, rng: np.random.Generator, textures: int, spec: MaskRender | None = None) -> np.ndarray:
+    """Render rows [n] (``RENDER_DTYPE``) of 3D masks: texture, top edge, ambient, gain, light direction
+    and tint, drawn in that order from ``spec``'s ranges (default: ``faceocc render``'s)."""
+    spec = spec or MaskRender()
+    p = np.zeros(n, RENDER_DTYPE)
+    p["texture"] = rng.integers(0, textures, n)
+    p["top"] = rng.uniform(*spec.top, n)
+    p["ambient"] = rng.uniform(*spec.ambient, n)
+    p["gain"] = rng.uniform(*spec.gain, n)
+    light = np.stack([rng.uniform(*spec.light_x, n), rng.uniform(*spec.light_y, n), np.ones(n)], 1)
+    p["light"] = light / np.linalg.norm(light, axis=1, keepdims=True)
+    p["tint"] = 1.0
+    if spec.tint_p > 0:
+        on = rng.random(n) < spec.tint_p
+        p["tint"] = np.where(on[:, None], rng.uniform(*spec.tint, (n, 3)), 1.0)
+    return p
 
 
 def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> np.ndarray:

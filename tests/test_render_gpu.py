@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 from conftest import oracles_required
-from faceocc.render.gpu import HERE, compile_options
+from faceocc.ops.raster_gpu import HERE, compile_options
 from faceocc.render.renderer import MaskRenderer
 from gpu import requires_gpu
 

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from faceocc.ops.atlas import IMAGE_SUFFIXES, load_rgba
+
+from .atlas import IMAGE_SUFFIXES, load_rgba
 
 TEX_H, TEX_W = 128, 256
 INSIGHTFACE_MASKS = ("mask_white.jpg", "mask_blue.jpg", "mask_black.jpg", "mask_green.jpg")
