@@ -64,19 +64,32 @@ class GpuRasterizer:
         with self.device():
             return self._render(faces, landmarks, params)
 
-    def _render(self, faces: Any, landmarks: Any, params: Any) -> tuple[Any, Any]:
-        cp = self.cp
-        faces = cp.ascontiguousarray(cp.asarray(faces, dtype=cp.uint8))
-        n, h, w, _ = faces.shape
+    def vertices(self, landmarks: Any, params: Any) -> Any:
+        """The surface vertices [N, V, 3] float32 (on the device) of :meth:`render`'s first pass."""
+        with self.device():
+            return self._surface(self._rows(params, len(landmarks)), landmarks)
+
+    def _rows(self, params: Any, n: int) -> Any:
         if isinstance(params, np.ndarray) and params.dtype == RENDER_DTYPE:
             params = np.ascontiguousarray(params).view(np.uint8).reshape(n, RENDER_DTYPE.itemsize)
-        p = cp.ascontiguousarray(cp.asarray(params, dtype=cp.uint8)).reshape(n, RENDER_DTYPE.itemsize)
+        return self.cp.ascontiguousarray(self.cp.asarray(params, dtype=self.cp.uint8)).reshape(n, RENDER_DTYPE.itemsize)
+
+    def _surface(self, p: Any, landmarks: Any) -> Any:
+        cp, mesh, n = self.cp, self.mesh, len(p)
         lm = cp.ascontiguousarray(cp.asarray(landmarks).astype(cp.float32, copy=False)).reshape(n, 68, 3)
-        mesh = self.mesh
         n_verts = (mesh.nu + 1) * (mesh.nv + 1)
         verts = cp.empty((n, n_verts, 3), cp.float32)
         self.surface(((n_verts + THREADS - 1) // THREADS, n), (THREADS,),
                      (lm, p, np.int32(mesh.nu), np.int32(mesh.nv), np.float32(1 + mesh.margin), verts))
+        return verts
+
+    def _render(self, faces: Any, landmarks: Any, params: Any) -> tuple[Any, Any]:
+        cp = self.cp
+        faces = cp.ascontiguousarray(cp.asarray(faces, dtype=cp.uint8))
+        n, h, w, _ = faces.shape
+        p = self._rows(params, n)
+        verts = self._surface(p, landmarks)
+        n_verts = verts.shape[1]
         zbuf = cp.full((n, h * w), FAR, dtype=cp.uint64)
         self.depth(((self.n_tris + THREADS - 1) // THREADS, n), (THREADS,),
                    (verts, self.tris, p, np.int32(n_verts), np.int32(self.n_tris), np.int32(h), np.int32(w), zbuf))

@@ -26,10 +26,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from faceocc.datasets.geometry import GeometryReader, check_geometry, geometry_manifest
 from faceocc.datasets.mask_alignment import identity_id2, render_digest, train_fingerprint
 from faceocc.datasets.mask_sets import (
+    MASKS,
     RENDER_MANIFEST,
     FolderLock,
+    SetKind,
     current_generation,
     discard_stale,
     fixed_link,
@@ -60,6 +63,17 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def stored_geometry(data_dir: Path, train: RecordDataset, settings: dict) -> GeometryReader | None:
+    """A reader of the dataset's geometry set when it was made for this train.rec, image size and
+    landmark source (``faceocc render --geometry-only``), so that a mask render need not find the
+    landmarks again; None otherwise."""
+    made = geometry_manifest(data_dir)
+    if not made or any(made.get(k) != settings[k] for k in ("train", "size", "landmarks")):
+        return None
+    check_geometry(train, data_dir)
+    return GeometryReader(data_dir, tuple(settings["size"]))
+
+
 def _face(payload: bytes, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
@@ -72,7 +86,12 @@ def _face(payload: bytes, size: tuple[int, int]) -> np.ndarray:
 
 
 class RenderJob:
-    """One dataset's render: settings, chunk plan, and the work folder."""
+    """One dataset's render: settings, chunk plan, and the work folder. Subclasses make another kind of
+    set (:mod:`render.geometry_job`): its ``kind``, work folder, outputs, settings and chunk payloads."""
+
+    kind: SetKind = MASKS
+    work_name = WORK
+    outputs = OUTPUTS
 
     def __init__(self, data_dir: str | os.PathLike, landmarks: str = "template",
                  textures: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
@@ -82,18 +101,27 @@ class RenderJob:
         self.train = RecordDataset(self.dir)
         if len(self.train) == 0:
             raise ValueError(f"{self.dir} holds no image records")
-        size = self._image_size()
-        self.renderer = MaskRenderer(size, landmarks, textures, device, landmark_model, device_id)
+        self.size = self._image_size()
         self.seed, self.chunk_size, self.batch_size = int(seed), int(chunk_size), int(batch_size)
         self.workers = workers or min(16, os.cpu_count() or 1)
-        self.work = self.dir / WORK
+        self.work = self.dir / self.work_name
         self.keys = self.train.image_keys
         self.chunks = (len(self.keys) + self.chunk_size - 1) // self.chunk_size
-        self._set_manifest({"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
-                            "landmarks": landmarks, "textures": self.renderer.texture_names,
-                            "images": int(len(self.keys)), "size": list(size),
-                            "train": train_fingerprint(self.train)})
         self._locks: list[FolderLock] = []
+        self._set_manifest(self._setup(landmarks, textures, device, landmark_model, device_id))
+
+    def _setup(self, landmarks: str, textures: str | os.PathLike | None, device: str, landmark_model: str | None,
+               device_id: int | None) -> dict:
+        """Build what rendering needs (``self.landmarks``: the landmark source); return the settings."""
+        self.renderer = MaskRenderer(self.size, landmarks, textures, device, landmark_model, device_id)
+        self.landmarks = self.renderer.landmarks
+        settings = {"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
+                    "landmarks": landmarks, "textures": self.renderer.texture_names,
+                    "images": int(len(self.keys)), "size": list(self.size), "train": train_fingerprint(self.train)}
+        self.stored = stored_geometry(self.dir, self.train, settings)
+        if self.stored is not None:              # the faces' landmarks are read, not found again
+            settings["geometry"] = geometry_manifest(self.dir)["digest"]
+        return settings
 
     def _set_manifest(self, manifest: dict) -> None:
         """The render's settings, and the identity (digest, id2) every record of its set carries."""
@@ -104,15 +132,15 @@ class RenderJob:
     @classmethod
     def resume(cls, data_dir: str | os.PathLike) -> RenderJob:
         """The job whose partial render lies in ``DIR/.faceocc-render`` (settings from its manifest)."""
-        manifest = Path(data_dir) / WORK / "manifest.json"
+        manifest = Path(data_dir) / cls.work_name / "manifest.json"
         if not manifest.is_file():
-            if current_generation(data_dir) is not None:
-                raise FileExistsError(f"no render in progress in {data_dir}: its masks are already merged")
+            if current_generation(data_dir, cls.kind) is not None:
+                raise FileExistsError(f"no render in progress in {data_dir}: its {cls.kind.what} is already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
         m = json.loads(manifest.read_text())
         # merging renders nothing: the template source stands in for the render's own landmark source
         # (a dlib extra or a model file need not be there); its settings come from the manifest below
-        job = cls(data_dir, "template", None, "cpu", m["seed"], m["chunk_size"])
+        job = cls(data_dir, "template", None, "cpu", m.get("seed", 0), m["chunk_size"])
         if m.get("train") != job.manifest["train"]:
             raise RuntimeError(f"{job.train.rec_path} changed since its chunks were rendered; render again "
                                "with --overwrite")
@@ -171,6 +199,8 @@ class RenderJob:
         """Release the folder and train.rec."""
         self.unlock()
         self.train.close()
+        if getattr(self, "stored", None) is not None:
+            self.stored.close()
 
     def __enter__(self) -> RenderJob:
         return self
@@ -180,18 +210,19 @@ class RenderJob:
 
     def present(self) -> bool:
         """Whether the dataset has a mask set (any of its files readable)."""
-        return any(f.exists() for f in set_files(self.dir))
+        return any(f.exists() for f in set_files(self.dir, self.kind))
 
     def installed(self) -> bool:
         """Whether the dataset's mask set is this very render (same settings, seed and train.rec)."""
-        if current_generation(self.dir) is None or not all(f.is_symlink() and os.readlink(f) == fixed_link(f.name)
-                                                           for f in set_files(self.dir)):
+        files = set_files(self.dir, self.kind)
+        if current_generation(self.dir, self.kind) is None or not all(
+                f.is_symlink() and os.readlink(f) == fixed_link(f.name, self.kind) for f in files):
             return False
-        manifest = render_manifest(self.dir)
+        manifest = render_manifest(self.dir, self.kind)
         return manifest is not None and manifest.get("digest") == self.digest
 
     def finals(self) -> dict[str, Path]:
-        return {name: self.dir / f"{name}.rec" for name in OUTPUTS}
+        return {name: self.dir / f"{name}.rec" for name in self.outputs}
 
     def chunk_path(self, name: str, c: int) -> Path:
         return self.work / f"{name}-{c:06d}.rec"
@@ -207,7 +238,7 @@ class RenderJob:
         if started == self.manifest and self.installed():
             return True
         if self.present() and not overwrite:
-            discard_stale(self.dir)
+            discard_stale(self.dir, self.kind)
             raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; back them up, "
                                   "then pass --overwrite to render again")
         if started is not None and started != self.manifest:
@@ -245,12 +276,16 @@ class RenderJob:
     def chunk_keys(self, c: int) -> np.ndarray:
         return self.keys[c * self.chunk_size:(c + 1) * self.chunk_size]
 
-    def _batches(self, keys: np.ndarray, pool: ThreadPoolExecutor) -> Iterator[tuple[np.ndarray, list]]:
-        """Decoded faces of consecutive batches, the next one decoding while the current renders."""
-        size = self.renderer.size
+    def _batches(self, keys: np.ndarray, pool: ThreadPoolExecutor, decode: bool = True
+                 ) -> Iterator[tuple[np.ndarray, list]]:
+        """Decoded faces of consecutive batches, the next one decoding while the current renders (with
+        ``decode=False``, [B, 0, 0, 3] arrays instead: the headers alone are read)."""
+        size = self.size
 
         def load(batch: np.ndarray) -> tuple[np.ndarray, list]:
             records = [(int(k), *self.train.read(int(k))) for k in batch]
+            if not decode:
+                return np.zeros((len(records), 0, 0, 3), np.uint8), [h for _, h, _ in records]
             faces = list(pool.map(lambda r: self._decode(r[0], r[2], size), records))
             return np.stack(faces), [h for _, h, _ in records]
 
@@ -264,35 +299,45 @@ class RenderJob:
                 ahead = prefetch.submit(load, keys[nxt:nxt + self.batch_size]) if i + 1 < len(starts) else None
                 yield current
 
-    def _render_chunk(self, c: int, pool: ThreadPoolExecutor, bar: tqdm) -> None:
-        keys = self.chunk_keys(c)
+    def _chunk_payloads(self, c: int, keys: np.ndarray, pool: ThreadPoolExecutor, bar: tqdm
+                        ) -> tuple[list[IRHeader], dict[str, list]]:
+        """The train.rec headers of a chunk's keys and, per output, their payloads (bytes or futures)."""
         params = self.renderer.sample(len(keys), np.random.default_rng([self.seed, c]))
-        encoded: list[tuple[Future, Future]] = []
+        payloads: dict[str, list[Future]] = {name: [] for name in OUTPUTS}
         headers: list[IRHeader] = []
         done = 0
-        failed_before = getattr(self.renderer.landmarks, "fallbacks", 0)
         for faces, batch_headers in self._batches(keys, pool):
-            out, mask = self.renderer.render(faces, params[done:done + len(faces)])
+            batch = slice(done, done + len(faces))
+            landmarks = None if self.stored is None else self.stored.read(keys[batch])
+            out, mask = self.renderer.render(faces, params[batch], landmarks)
             if not isinstance(out, np.ndarray):
                 out, mask = out.get(), mask.get()
-            encoded += [(pool.submit(_encode, out[i], "JPEG"), pool.submit(_encode, mask[i], "PNG"))
-                        for i in range(len(faces))]
+            for i in range(len(faces)):
+                payloads["mask_out"].append(pool.submit(_encode, out[i], "JPEG"))
+                payloads["mask"].append(pool.submit(_encode, mask[i], "PNG"))
             headers += batch_headers
             done += len(faces)
             bar.update(len(faces))
-        writers = {name: RecordWriter(self.chunk_path(name, c)) for name in OUTPUTS}
+        return headers, payloads
+
+    def _render_chunk(self, c: int, pool: ThreadPoolExecutor, bar: tqdm) -> None:
+        keys = self.chunk_keys(c)
+        failed_before = getattr(self.landmarks, "fallbacks", 0)
+        headers, payloads = self._chunk_payloads(c, keys, pool, bar)
+        writers = {name: RecordWriter(self.chunk_path(name, c)) for name in self.outputs}
         try:
-            for key, header, (jpeg, png) in zip(keys.tolist(), headers, encoded, strict=True):
+            for i, (key, header) in enumerate(zip(keys.tolist(), headers, strict=True)):
                 header = header._replace(id2=self.id2)              # the render's identity
-                writers["mask_out"].write(key, header, jpeg.result())
-                writers["mask"].write(key, header, png.result())
+                for name in self.outputs:
+                    payload = payloads[name][i]
+                    writers[name].write(key, header, payload.result() if isinstance(payload, Future) else payload)
             for w in writers.values():
                 w.close()
         except BaseException:
             for w in writers.values():
                 w.abort()
             raise
-        fallbacks = getattr(self.renderer.landmarks, "fallbacks", 0) - failed_before
+        fallbacks = getattr(self.landmarks, "fallbacks", 0) - failed_before
         self.done_path(c).write_text(json.dumps({"images": len(keys), "fallbacks": fallbacks}))
 
     def fallbacks(self) -> int:
@@ -318,22 +363,22 @@ class RenderJob:
                 if self.present() and not overwrite:
                     raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; pass "
                                           "--overwrite to replace them")
-                discard_stale(self.dir)
-                generation = new_generation(self.dir)
+                discard_stale(self.dir, self.kind)
+                generation = new_generation(self.dir, self.kind)
                 try:
                     self._write_set(generation, progress)
                 except BaseException:
                     shutil.rmtree(generation, ignore_errors=True)
                     raise
-                install(self.dir, generation)
+                install(self.dir, generation, self.kind)
             if self.work.exists():
-                os.replace(self.work, store_dir(self.dir) / f"g-trash-{uuid.uuid4().hex[:8]}")
-            discard_stale(self.dir)
+                os.replace(self.work, store_dir(self.dir, self.kind) / f"g-trash-{uuid.uuid4().hex[:8]}")
+            discard_stale(self.dir, self.kind)
         return self.finals()
 
     def _write_set(self, generation: Path, progress: bool) -> None:
         image_keys = set(self.keys.tolist())
-        for name in OUTPUTS:
+        for name in self.outputs:
             parts = [RecordDataset(self.chunk_path(name, c)) for c in range(self.chunks)]
             try:
                 with RecordWriter(generation / f"{name}.rec") as w:
