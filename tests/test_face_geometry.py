@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from faceocc.render.face_geometry import ARCFACE_5, similarity_fit
 
 
