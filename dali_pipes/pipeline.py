@@ -13,7 +13,7 @@ Masked faces and masks are cut out and decoded only for the rows that use a 3D m
 conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
 dense batch is needed), never read by the apply step (their ``m3d_slot`` is -1). Every pipeline
 output costs DALI time per batch: label, key and the parameter row travel together as one ``meta``
-row (:func:`dali_pipes.source.pack_meta`).
+row (:func:`faceocc.dali_pipes.source.pack_meta`).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class HandOff:
     step does not hold a DALI thread while the twin runs, and consecutive batches are occluded in
     parallel, each whole (no join). DALI runs one operator's iterations in order, so :attr:`ready`
     is in batch order; the keys let the consumer check that. The outputs are written to arrays of a
-    :class:`ops.buffers.BufferPool` (up to ``keep`` per output): those of batches the consumer has let
+    :class:`faceocc.ops.buffers.BufferPool` (up to ``keep`` per output): those of batches the consumer has let
     go of are reused, those it keeps are never touched."""
 
     def __init__(self, occluder: FaceOccluder, threads: int = 1, keep: int = 8) -> None:

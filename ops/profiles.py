@@ -138,7 +138,7 @@ class Profile:
 
     def validate(self, size: tuple[int, int] = (112, 112)) -> Profile:
         """Raise ValueError, naming the field path and its allowed values, for any field of the wrong
-        type or magnitude (the rules: :mod:`ops.profile_rules`); returns the profile."""
+        type or magnitude (the rules: :mod:`faceocc.ops.profile_rules`); returns the profile."""
         validate_profile(self, size)
         return self
 
@@ -193,7 +193,7 @@ def load_profile(profile: str | os.PathLike | Profile | None = "ms1m") -> Profil
 
     A YAML file holds only the fields it changes, on top of ``base:`` (a built-in name or another
     YAML path; default ``ms1m``). Field values are checked when the occluder is built
-    (:meth:`Profile.validate`, one rule per field in ``profile_rules``); unknown fields are refused here.
+    (:meth:`Profile.validate`, one rule per field in :mod:`faceocc.ops.profile_rules`); unknown fields are refused here.
 
     Args:
         profile: ``"ms1m"`` (the default, also for ``None``), ``"casia"``, ``"msml_exact"`` (``ms1m``
