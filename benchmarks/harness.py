@@ -227,9 +227,14 @@ LABELS = {"bare_dali": "bare DALI (upper bound)", "faceocc_ms1m": "faceocc loade
           "render_dlib_cpu": "render NumPy twin (dlib landmarks)"}
 
 
-def draw(json_path: str | os.PathLike) -> Path:
-    """The PNG bar chart of a harness JSON, written beside it (the sampler figure stays in the JSON)."""
+def draw(json_path: str | os.PathLike) -> Path | None:
+    """The PNG bar chart of a harness JSON, written beside it (the sampler figure stays in the JSON); None
+    where matplotlib is not installed (the GPU machine), the JSON holding every figure."""
+    import importlib.util
     import json
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
 
     doc = json.loads(Path(json_path).read_text())
     figures, ratios, st, env = (doc["figures"]["img_per_s"], doc["figures"]["ratios"], doc["settings"],
@@ -273,7 +278,7 @@ def report(args: argparse.Namespace) -> int:
         print(f"{name:28s} {value:12,.0f} img/s")
     for name, value in result["ratios"].items():
         print(f"{name:28s} {value:12.2f}")
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {json_path}" + (f" and {png_path}" if png_path else " (no chart: matplotlib is not installed)"))
     return 0
 
 

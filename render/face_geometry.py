@@ -37,14 +37,22 @@ def five_points(lm68: np.ndarray) -> np.ndarray:
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, 2x2 rotation, translation) taking 2D ``src`` onto ``dst``."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
-    fix = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ fix @ vt
-    scale = float(np.trace(np.diag(sig) @ fix) / (s**2).sum(1).mean())
-    return scale, rot, mu_d - scale * rot @ mu_s
+    """Least-squares similarity (scale, 2x2 rotation, translation) taking 2D points ``src`` onto ``dst``:
+    Umeyama's estimate, by scikit-image's ``SimilarityTransform`` as insightface's ``face_align`` uses it.
+    Points that fix no similarity (all equal, say) give NaN everywhere, as a failed fit."""
+    from skimage.transform import SimilarityTransform
+
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if hasattr(SimilarityTransform, "from_estimate"):          # scikit-image >= 0.26 (Python >= 3.11)
+        fit = SimilarityTransform.from_estimate(src, dst)
+        ok = bool(fit)
+    else:
+        fit = SimilarityTransform()
+        ok = fit.estimate(src, dst)
+    if not ok or not np.isfinite(fit.params).all():
+        return float("nan"), np.full((2, 2), np.nan), np.full(2, np.nan)
+    scale = float(fit.scale)
+    return scale, fit.params[:2, :2] / scale, fit.params[:2, 2].copy()
 
 
 def template_landmarks(size: tuple[int, int] = (112, 112)) -> np.ndarray:
