@@ -12,6 +12,7 @@ from .atlas import OccluderBank, default_bank
 from .host import apply_host
 from .profiles import Profile, load_profile
 from .sampler import Sampler, batch_rng
+from .settings import ApplySettings
 
 
 class FaceOccluder:
@@ -45,9 +46,8 @@ class FaceOccluder:
         self.device = device
         self.device_id = device_id
         self.seed = int(seed)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float16):
-            raise ValueError("dtype must be float32 or float16")
+        self.settings = ApplySettings.from_profile(self.profile, dtype)    # the apply step's fixed inputs
+        self.dtype = self.settings.dtype
         self.threads = max(1, int(threads))
         self._pool = ThreadPoolExecutor(self.threads) if device == "cpu" and self.threads > 1 else None
         self._gpu = None
@@ -85,10 +85,8 @@ class FaceOccluder:
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
         with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls."""
-        p = self.profile
-        out = self._gpu.apply_device(faces, params, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
-                                     **self.options())
-        if p.ori == "occluded":
+        out = self._gpu.apply_device(faces, params, masked_faces, masks, self.settings)
+        if self.profile.ori == "occluded":
             from .params import PARAM_DTYPE
 
             table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
@@ -103,19 +101,11 @@ class FaceOccluder:
         ori_table["flip"] = table["flip"]
         return self._apply(faces, ori_table, None, None, alloc)["img"]
 
-    def options(self) -> dict:
-        """The apply step's settings from the profile (keyword arguments of both backends)."""
-        p = self.profile
-        return {"gray_channels": p.gray_channels, "gray_offset_divisor": p.gray_offset_divisor,
-                "mask_threshold": p.mask3d.threshold}
-
     def _apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, alloc: Any = None) -> dict:
-        p = self.profile
         if self._gpu is not None:
-            return self._gpu.apply(faces, table, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
-                                   **self.options())
-        return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, p.grayscale,
-                          p.normalize, self.dtype, self._pool, self.threads, alloc or np.empty, **self.options())
+            return self._gpu.apply(faces, table, masked_faces, masks, self.settings)
+        return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, settings=self.settings,
+                          pool=self._pool, threads=self.threads, alloc=alloc or np.empty)
 
     def sample_ori(self, table: np.ndarray) -> np.ndarray:
         """The table of MSML's ``ori``, a second occlusion draw independent of the img's, as a pure

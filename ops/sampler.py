@@ -30,10 +30,11 @@ def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> 
 
 
 class Sampler:
-    """Draws parameter tables for batches of ``size = (H, W)`` faces under a validated profile."""
+    """Draws parameter tables for batches of ``size = (H, W)`` faces under a profile validated for that
+    size (``Profile.validate(size)``: the operator validates once, on the way in)."""
 
     def __init__(self, profile: Profile, bank: OccluderBank, size: tuple[int, int] = (112, 112)) -> None:
-        self.profile = profile.validate(size)
+        self.profile = profile
         self.bank = bank
         self.size = size
         need = {Kind.GLASSES: ("glasses", "eyeglasses"), Kind.SCARF: ("scarf",), Kind.OBJECT: ("object",)}
