@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .atlas import OccluderBank, default_bank
-from .host import apply_host
+from .host import apply_parts, join_parts
 from .profiles import Profile, load_profile
 from .sampler import Sampler, batch_rng
 from .settings import ApplySettings
@@ -60,6 +60,33 @@ class FaceOccluder:
         """The parameter table of one batch; a pure function of (seed, shard, epoch, batch, n)."""
         return self.sampler.sample(n, batch_rng(self.seed, shard, epoch, batch))
 
+    def _check(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any,
+               ori_table: np.ndarray | None) -> None:
+        if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
+            raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
+                             f"batch); got {tuple(faces.shape)}")
+        n = faces.shape[0]
+        if len(table) != n:
+            raise ValueError(f"table has {len(table)} rows for {n} faces")
+        used = np.flatnonzero(table["m3d_slot"] >= 0)
+        if used.size and not np.array_equal(table["m3d_slot"][used], used):
+            raise ValueError("m3d_slot must be -1 or the row's own index (see ops.params); row "
+                             f"{int(used[table['m3d_slot'][used] != used][0])} says otherwise")
+        if used.size and (masked_faces is None or masks is None or len(masked_faces) != n or len(masks) != n):
+            raise ValueError(f"{used.size} rows use a 3D mask: masked_faces and masks must hold one image per "
+                             f"face, aligned with faces ([{n}, H, W, 3] and [{n}, H, W])")
+        if ori_table is not None and len(ori_table) != n:
+            raise ValueError(f"ori_table has {len(ori_table)} rows for {n} faces")
+
+    def _ori_table(self, table: np.ndarray, ori_table: np.ndarray | None = None) -> np.ndarray | None:
+        """The table whose img is the ``ori`` output: ``ori_table`` (default :meth:`sample_ori` of ``table``
+        with the profile's ``ori: occluded``) with the img's flip; None for the clean face."""
+        if ori_table is None and self.profile.ori != "occluded":
+            return None
+        ori_table = self.sample_ori(table) if ori_table is None else ori_table.copy()
+        ori_table["flip"] = table["flip"]
+        return ori_table
+
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None,
               ori_table: np.ndarray | None = None, alloc: Any = None) -> dict:
         """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table. With the
@@ -67,20 +94,34 @@ class FaceOccluder:
         table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``.
         On the CPU, ``alloc(shape, dtype)`` (default ``np.empty``; e.g. an ``ops.buffers.BufferPool``)
         gives the arrays the outputs are written to."""
-        if tuple(faces.shape[1:3]) != self.size or faces.shape[3:] != (3,):
-            raise ValueError(f"faces must be [N, {self.size[0]}, {self.size[1]}, 3] uint8 (one size per "
-                             f"batch); got {tuple(faces.shape)}")
-        if len(table) != faces.shape[0]:
-            raise ValueError(f"table has {len(table)} rows for {faces.shape[0]} faces")
-        needed = int((table["m3d_slot"] >= 0).sum())
-        if needed and (masked_faces is None or masks is None or len(masked_faces) < needed):
-            raise ValueError(f"{needed} rows use a 3D mask but masked_faces/masks hold fewer")
-        if ori_table is not None and len(ori_table) != len(table):
-            raise ValueError(f"ori_table has {len(ori_table)} rows for {len(table)} faces")
-        out = self._apply(faces, table, masked_faces, masks, alloc)
-        if ori_table is not None or self.profile.ori == "occluded":
-            out["ori"] = self._occluded_ori(faces, table, ori_table, alloc)
+        if self._gpu is None:
+            alloc = alloc or np.empty
+            return join_parts(self.apply_parts(faces, table, masked_faces, masks, ori_table, alloc=alloc,
+                                               pool=self._pool, threads=self.threads), alloc)
+        self._check(faces, table, masked_faces, masks, ori_table)
+        out = self._gpu.apply(faces, table, masked_faces, masks, self.settings)
+        ori_table = self._ori_table(table, ori_table)
+        if ori_table is not None:
+            out["ori"] = self._gpu.apply(faces, ori_table, None, None, self.settings)["img"]
         return out
+
+    def apply_parts(self, faces: np.ndarray, table: np.ndarray, masked_faces: np.ndarray | None = None,
+                    masks: np.ndarray | None = None, ori_table: np.ndarray | None = None, *, alloc: Any = None,
+                    pool: ThreadPoolExecutor | None = None, threads: int = 1) -> list[dict]:
+        """The CPU path of :meth:`apply`, its rows split into contiguous parts (``ops.host.row_ranges``)
+        applied on ``pool``'s ``threads`` threads: one output dict per part, in row order, not joined
+        (what a DALI step hands out row by row). The parts together equal :meth:`apply`'s outputs."""
+        if self._gpu is not None:
+            raise ValueError("apply_parts is the CPU path; this occluder runs on the GPU (use apply)")
+        self._check(faces, table, masked_faces, masks, ori_table)
+        faces, alloc = np.asarray(faces), alloc or np.empty
+        run = dict(settings=self.settings, pool=pool, threads=threads, alloc=alloc)
+        parts = apply_parts(faces, table, self.bank.atlas, masked_faces, masks, **run)
+        ori_table = self._ori_table(table, ori_table)
+        if ori_table is not None:
+            for part, ori in zip(parts, apply_parts(faces, ori_table, self.bank.atlas, **run)):
+                part["ori"] = ori["img"]
+        return parts
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
@@ -90,22 +131,8 @@ class FaceOccluder:
             from .params import PARAM_DTYPE
 
             table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
-            out["ori"] = self._occluded_ori(faces, table)
+            out["ori"] = self._gpu.apply(faces, self._ori_table(table), None, None, self.settings)["img"]
         return out
-
-    def _occluded_ori(self, faces: Any, table: np.ndarray, ori_table: np.ndarray | None = None,
-                      alloc: Any = None) -> Any:
-        """MSML's ``ori``: ``ori_table`` (default :meth:`sample_ori` of ``table``) applied to the clean
-        faces with the img's flip, as the img of that table."""
-        ori_table = self.sample_ori(table) if ori_table is None else ori_table.copy()
-        ori_table["flip"] = table["flip"]
-        return self._apply(faces, ori_table, None, None, alloc)["img"]
-
-    def _apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, alloc: Any = None) -> dict:
-        if self._gpu is not None:
-            return self._gpu.apply(faces, table, masked_faces, masks, self.settings)
-        return apply_host(np.asarray(faces), table, self.bank.atlas, masked_faces, masks, settings=self.settings,
-                          pool=self._pool, threads=self.threads, alloc=alloc or np.empty)
 
     def sample_ori(self, table: np.ndarray) -> np.ndarray:
         """The table of MSML's ``ori``, a second occlusion draw independent of the img's, as a pure

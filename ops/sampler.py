@@ -79,6 +79,7 @@ class Sampler:
             rows = np.flatnonzero(t["kind"] == kind)
             if rows.size:
                 t[rows] = fill(t[rows], rng)
+        t["m3d_slot"] = np.where(t["kind"] == Kind.MASK3D, np.arange(n), -1)    # see ops.params
         return t
 
     # -- geometric shapes -------------------------------------------------------------------------
@@ -215,7 +216,6 @@ class Sampler:
         def bound(spec: tuple[int, int, int], scale: float) -> np.ndarray:
             return ((spec[0] + rng.integers(spec[1], spec[2] + 1, n)) * scale).astype(int)
 
-        t["m3d_slot"] = np.arange(n)
         names = ["light", "noise", "block"]
         probs = np.asarray([m.modes.get(k, 0.0) for k in names])
         mode = np.asarray([M3D_LIGHT, M3D_NOISE, M3D_BLOCK])[rng.choice(3, n, p=probs / probs.sum())]

@@ -220,7 +220,8 @@ def test_hash_is_uniform_and_noise_is_standard():
 
 @pytest.mark.parametrize("threads", [2, 3, 5])
 def test_threaded_host_apply_equals_one_call(threads):
-    """Rows split over threads (with 3D-mask slots remapped per chunk) give the single call's result."""
+    """Rows split over threads (each part's 3D-mask slots re-based to its own rows) give the single call's
+    result."""
     from concurrent.futures import ThreadPoolExecutor
 
     from faceocc.ops.host import apply_host
@@ -232,8 +233,8 @@ def test_threaded_host_apply_equals_one_call(threads):
     table = occ.sample(n, batch=3)
     m3d = np.flatnonzero(table["m3d_slot"] >= 0)
     assert m3d.size > 0
-    masked = rng.integers(0, 256, (m3d.size, 112, 112, 3), dtype=np.uint8)
-    masks = np.where(rng.random((m3d.size, 112, 112)) < 0.3, 0, 255).astype(np.uint8)
+    masked = rng.integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+    masks = np.where(rng.random((n, 112, 112)) < 0.3, 0, 255).astype(np.uint8)
     args = (faces, table, occ.bank.atlas, masked, masks)
     want = apply_host(*args, settings=occ.settings)
     with ThreadPoolExecutor(threads) as pool:
