@@ -11,7 +11,7 @@ import numpy as np
 from .atlas import OccluderBank, default_bank
 from .host import apply_parts, join_parts
 from .profiles import Profile, load_profile
-from .sampler import Sampler, batch_rng
+from .sampler import BatchTables, Sampler
 from .settings import ApplySettings
 
 
@@ -41,6 +41,7 @@ class FaceOccluder:
         else:
             self.bank = default_bank(occluders, layout=prof.atlas_layout())
         self.sampler = Sampler(prof, self.bank, size)
+        self.tables = BatchTables(self.sampler, seed)
         self.profile = self.sampler.profile
         self.size = tuple(size)
         self.device = device
@@ -57,8 +58,10 @@ class FaceOccluder:
             self._gpu = GpuOccluder(self.bank.atlas, device_id)
 
     def sample(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray:
-        """The parameter table of one batch; a pure function of (seed, shard, epoch, batch, n)."""
-        return self.sampler.sample(n, batch_rng(self.seed, shard, epoch, batch))
+        """The parameter table of batch ``batch`` of epoch ``epoch`` on shard ``shard``, ``n`` rows: a pure
+        function of (seed, shard, epoch, batch, n), and exactly the rows ``FaceOcclusionLoader`` (same seed
+        and profile, batch size ``n``) uses for that batch (``ops.sampler.BatchTables``)."""
+        return self.tables(n, shard, epoch, batch)
 
     def _check(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any,
                ori_table: np.ndarray | None) -> None:

@@ -14,13 +14,10 @@ import numpy as np
 
 from .atlas import OccluderBank
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, empty_params
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, batch_rows, empty_params
 from .profiles import Profile
 
-
-def batch_rng(seed: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.random.Generator:
-    """The generator of one batch: independent streams for every (seed, shard, epoch, batch)."""
-    return np.random.default_rng([int(seed), int(shard), int(epoch), int(batch)])
+CHUNK_ROWS = 4096  # rows drawn per sampler call: one call costs about as much for 64 rows as for 4000
 
 
 def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> np.ndarray:
@@ -237,3 +234,32 @@ class Sampler:
         channels = rng.random((n, 3)) < m.channel_p
         t["m3d_channels"] = np.where((mode == M3D_BLOCK)[:, None], True, channels)
         return t
+
+
+class BatchTables:
+    """The one seeding rule: the parameter table of batch ``batch`` of epoch ``epoch`` on shard ``shard``,
+    ``n`` rows, as a pure function of (seed, shard, epoch, batch, n). ``FaceOccluder.sample`` and the
+    loader's record source both call this, so the loader's rows for a batch are ``sample``'s.
+
+    The batches of an epoch are drawn in chunks of ``per = max(1, CHUNK_ROWS // n)`` consecutive
+    batches: chunk ``c = batch // per`` is one ``Sampler.sample(per * n)`` call with a generator seeded
+    by ``[seed, shard, epoch, c, n]``, and the batch is its rows ``(batch % per) * n`` onwards (``m3d_slot``
+    re-based to the batch). The last chunk drawn is kept, so consecutive batches cost one call per chunk.
+    """
+
+    def __init__(self, sampler: Sampler, seed: int) -> None:
+        self.sampler = sampler
+        self.seed = int(seed)
+        self._last: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    def __call__(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"a batch has at least one row; got n = {n}")
+        per = max(1, CHUNK_ROWS // n)
+        chunk, pos = divmod(int(batch), per)
+        key = (int(shard), int(epoch), chunk, n)
+        last = self._last
+        if last is None or last[0] != key:
+            last = self._last = (key, self.sampler.sample(per * n, np.random.default_rng([self.seed, *key])))
+        return batch_rows(last[1], pos * n, pos * n + n)
