@@ -10,6 +10,7 @@ import numpy as np
 
 from .atlas import OccluderBank, default_bank
 from .host import apply_parts, join_parts
+from .options import Device, check_option
 from .profiles import Profile, load_profile
 from .sampler import BatchTables, Sampler
 from .settings import ApplySettings
@@ -28,11 +29,10 @@ class FaceOccluder:
 
     def __init__(self, profile: str | os.PathLike | Profile | None = "ms1m",
                  occluders: str | os.PathLike | OccluderBank | None = None,
-                 size: tuple[int, int] = (112, 112), device: str = "cpu", seed: int = 0,
+                 size: tuple[int, int] = (112, 112), device: Device = "cpu", seed: int = 0,
                  has_masks: bool = True, dtype: Any = np.float32, threads: int = 1,
                  device_id: int | None = None) -> None:
-        if device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
+        check_option("device", device, Device)
         prof = load_profile(profile).validate(size)      # before the bank is prepared from its numbers
         if not has_masks:
             prof = prof.without_mask3d()

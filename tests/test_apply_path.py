@@ -141,3 +141,36 @@ def test_occlusion_step_reads_renders_only_for_3d_mask_rows():
     want = occ.apply(faces, t, masked, masks)
     assert np.array_equal(np.stack(img), want["img"]) and np.array_equal(np.stack(msk), want["msk"])
     assert np.array_equal(np.stack(ori), want["ori"]) and np.stack(kind).ravel().tolist() == want["kind"].tolist()
+
+
+def test_string_options_are_literals_refused_naming_option_value_and_choices(faces_with_masks):
+    """device, last_batch, on_bad_image, ori, landmarks: typed as Literal on the public classes, and any
+    other value refused at construction with the option, the value and the allowed values."""
+    import typing
+
+    from faceocc.ops.options import Device, OriMode, check_option
+    from faceocc.ops.profiles import Profile
+    from faceocc.render.renderer import MaskRenderer
+
+    assert typing.get_args(typing.get_type_hints(FaceOccluder.__init__)["device"]) == ("cpu", "gpu")
+    assert typing.get_type_hints(Profile)["ori"] == OriMode
+    with pytest.raises(ValueError, match=r"^device must be one of 'cpu', 'gpu'; got 'tpu'$"):
+        FaceOccluder(device="tpu")
+    with pytest.raises(ValueError, match=r"^device must be one of 'cpu', 'gpu'; got 'GPU'$"):
+        MaskRenderer(device="GPU")
+    with pytest.raises(ValueError, match=r"^landmarks must be one of 'template', 'dlib', 'insightface'; got 'x'$"):
+        MaskRenderer(landmarks="x")
+    with pytest.raises(ValueError, match=r"^profile field ori .*'clean'.*'occluded'"):
+        FaceOccluder(dataclasses.replace(load_profile("ms1m"), ori="second"))
+    with pytest.raises(ValueError, match=r"^device must be one of 'cpu', 'gpu'; got 1$"):
+        check_option("device", 1, Device)
+    pytest.importorskip("nvidia.dali")
+    from faceocc import FaceOcclusionLoader
+
+    hints = typing.get_type_hints(FaceOcclusionLoader.__init__)
+    assert {k: typing.get_args(hints[k]) for k in ("device", "last_batch", "on_bad_image")} == {
+        "device": ("cpu", "gpu"), "last_batch": ("drop", "keep"), "on_bad_image": ("raise", "skip")}
+    for option, value, allowed in (("device", "cuda", "'cpu', 'gpu'"), ("last_batch", "partial", "'drop', 'keep'"),
+                                   ("on_bad_image", "ignore", "'raise', 'skip'")):
+        with pytest.raises(ValueError, match=rf"^{option} must be one of {allowed}; got '{value}'$"):
+            FaceOcclusionLoader(faces_with_masks, 4, **{option: value})
