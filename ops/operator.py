@@ -17,14 +17,43 @@ from .settings import ApplySettings
 
 
 class FaceOccluder:
-    """MSML's online occlusion for batches of ``size = (H, W)`` uint8 RGB faces.
+    """MSML's online occlusion for batches of ``size = (H, W)`` uint8 RGB faces: :meth:`sample` draws a
+    parameter table (one row per face, ``ops.params``), :meth:`apply` applies it; calling the object
+    does both.
 
-    Everything is checked at construction (profile, occluder bank, sizes), before any batch runs.
-    ``device="gpu"`` applies with the CUDA kernels on CuPy arrays, ``"cpu"`` with the NumPy twin.
-    Without mask records (``has_masks=False``) the mask3d share goes to the other kinds. On the CPU,
-    ``threads`` > 1 splits each batch's rows over that many threads (same result). ``device_id`` (GPU only;
-    default the current device) is the CUDA device that holds the atlas and runs every launch: the
-    pipeline's device (``LOCAL_RANK`` under torchrun).
+    Everything is checked at construction (profile, occluder bank, sizes, options), before any batch
+    runs. :meth:`sample` gives exactly the rows ``FaceOcclusionLoader`` uses for the same seed, profile
+    and batch; :meth:`apply` is deterministic given the table, the same on GPU (CUDA kernels) and CPU
+    (the NumPy twin, ``ops.reference``).
+
+    Args:
+        profile: a built-in profile name (``"ms1m"``, ``"casia"``, ``"msml_exact"``), a YAML file, or a
+            :class:`~ops.profiles.Profile`; validated once, here.
+        occluders: a folder of RGBA occluder images (MSML's layout), an ``OccluderBank``, or None for
+            the built-in bank.
+        size: ``(H, W)`` of the faces.
+        device: ``"cpu"`` (NumPy twin, NumPy arrays) or ``"gpu"`` (CUDA kernels, CuPy or NumPy arrays in,
+            CuPy arrays out).
+        seed: the seed of every table (with shard, epoch and batch).
+        has_masks: whether offline 3D-mask renders come with the faces; without them the profile's
+            mask3d share goes to the other kinds (with a warning).
+        dtype: ``img``/``ori`` dtype, ``np.float32`` or ``np.float16``.
+        threads: CPU only: each batch's rows split over this many threads (same result).
+        device_id: GPU only: the CUDA device that holds the atlas and runs every launch (default the
+            current one; the pipeline's device, ``LOCAL_RANK`` under torchrun).
+
+    Attributes ``profile`` (validated), ``settings`` (:class:`~ops.settings.ApplySettings`, the apply
+    step's fixed inputs) and ``sampler`` are set once.
+
+    Example:
+        >>> import numpy as np
+        >>> from faceocc.ops import FaceOccluder
+        >>> occ = FaceOccluder("casia", has_masks=False, seed=0)   # no 3D-mask renders at hand
+        >>> faces = np.zeros((4, 112, 112, 3), np.uint8)
+        >>> table = occ.sample(4, shard=0, epoch=0, batch=0)
+        >>> out = occ.apply(faces, table)                  # or occ(faces, batch=0): sample and apply
+        >>> out["img"].shape, out["msk"].dtype, out["kind"].tolist() == table["kind"].tolist()
+        ((4, 3, 112, 112), dtype('int32'), True)
     """
 
     def __init__(self, profile: str | os.PathLike | Profile | None = "ms1m",

@@ -174,3 +174,22 @@ def test_string_options_are_literals_refused_naming_option_value_and_choices(fac
                                    ("on_bad_image", "ignore", "'raise', 'skip'")):
         with pytest.raises(ValueError, match=rf"^{option} must be one of {allowed}; got '{value}'$"):
             FaceOcclusionLoader(faces_with_masks, 4, **{option: value})
+
+
+def test_docstring_examples_run():
+    """The examples of FaceOccluder and ApplySettings (public API) run as written."""
+    import doctest
+    import warnings
+
+    from faceocc.ops import operator, settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        finder = doctest.DocTestFinder()
+        tests = [t for obj, name in ((operator.FaceOccluder, "FaceOccluder"), (settings.ApplySettings, "ApplySettings"))
+                 for t in finder.find(obj, name, globs={"np": np, "ApplySettings": ApplySettings}) if t.examples]
+        runner = doctest.DocTestRunner()
+        for t in tests:
+            runner.run(t)
+    assert tests and runner.summarize(verbose=False).failed == 0
+    assert len(tests) == 2 and runner.summarize(verbose=False).attempted >= 6

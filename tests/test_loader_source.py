@@ -145,8 +145,9 @@ def test_occlude_device_takes_parameter_rows_out_of_meta_rows_on_the_given_strea
 
 
 def test_front_door_names_the_public_classes():
-    import faceocc
     import faceocc.ops as ops
+
+    import faceocc
     from faceocc import FaceOcclusionLoader
     from faceocc.recordio import RecordDataset as RD
 
