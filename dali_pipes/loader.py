@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from faceocc.ops import FaceOccluder, Kind
+from faceocc.ops.options import Device, check_option
 from faceocc.ops.profiles import Profile
 
 from faceocc.datasets.mask_alignment import check_set
@@ -17,13 +18,13 @@ from faceocc.recordio import RecordDataset, RecordIOError
 from faceocc.recordio.images import ImageDecodeError
 
 from .decode_check import undecodable
-from .order import ShardOrder
+from .order import LastBatch, ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
 from .source import ROW, RecordBatchSource
 
 log = logging.getLogger("faceocc.loader")
-ON_BAD_IMAGE = ("raise", "skip")
+OnBadImage = Literal["raise", "skip"]
 
 
 def _out_size(value: Any) -> tuple[int, int]:
@@ -89,18 +90,17 @@ class FaceOcclusionLoader:
         state = loader.state_dict()                   # load_state_dict(state) resumes exactly here
     """
 
-    def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: str = "gpu",
+    def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: Device = "gpu",
                  profile: str | os.PathLike | Profile = "ms1m", occluders: str | os.PathLike | None = None,
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
-                 num_shards: int | None = None, dtype: Any = None, last_batch: str = "drop",
+                 num_shards: int | None = None, dtype: Any = None, last_batch: LastBatch = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2, on_bad_image: str = "raise") -> None:
+                 prefetch: int = 2, on_bad_image: OnBadImage = "raise") -> None:
         import torch
 
-        if device not in ("gpu", "cpu"):
-            raise ValueError(f"device must be 'gpu' or 'cpu', not {device!r}")
-        if on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, not {on_bad_image!r}")
+        check_option("device", device, Device)
+        check_option("on_bad_image", on_bad_image, OnBadImage)
+        check_option("last_batch", last_batch, LastBatch)
         batch_size = whole_number("batch_size", batch_size, 1)
         seed = whole_number("seed", seed, 0)
         num_threads = whole_number("num_threads", num_threads, 1)

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from faceocc.ops import Kind
 from faceocc.ops.params import PARAM_DTYPE
-from faceocc.ops.sampler import Sampler
+from faceocc.ops.sampler import BatchTables, Sampler
 
 from faceocc.datasets.mask_alignment import check_alignment  # noqa: F401 - check_alignment re-exported
 from faceocc.datasets.mask_sets import mask_paths
@@ -26,9 +25,6 @@ from faceocc.recordio.batch import Batch, BatchReader
 from faceocc.recordio.images import ImageDecodeError
 
 from .order import ShardOrder
-
-CHUNK_ROWS = 4096  # parameter rows drawn per sampler call
-
 
 ROW = PARAM_DTYPE.itemsize
 META_BYTES = ROW + 16
@@ -92,7 +88,7 @@ class RecordBatchSource:
         self.train = BatchReader(RecordDataset(self.data_dir))
         paths = mask_paths(self.data_dir) if read_masks else None
         self.masks = None if paths is None else {k: BatchReader(RecordDataset(p)) for k, p in paths.items()}
-        self._chunk, self._chunk_id = None, None
+        self.tables = BatchTables(sampler, seed)
         self.bad_train: set[int] = set()
         self.bad_masks: set[int] = set()
 
@@ -109,21 +105,9 @@ class RecordBatchSource:
         return divmod(self.start + iteration, len(self.order))
 
     def table(self, n: int, epoch: int, batch: int) -> np.ndarray:
-        """The parameter table of a batch (``m3d_slot`` = the row itself for 3D-mask rows): rows of
-        the table of its chunk of consecutive batches, drawn at once (one sampler call costs about
-        as much for 64 rows as for 1000), so a pure function of (seed, shard, epoch, batch) for a
-        given batch size and dataset."""
-        size = self.order.batch_size
-        per = max(1, CHUNK_ROWS // size)
-        chunk, pos = divmod(epoch * len(self.order) + batch, per)
-        if self._chunk_id != chunk:
-            rows = per * size
-            rng = np.random.default_rng([self.seed, self.order.shard_id, chunk, rows])
-            self._chunk, self._chunk_id = self.sampler.sample(rows, rng), chunk
-        table = self._chunk[pos * size:pos * size + n].copy()
-        m3d = table["kind"] == Kind.MASK3D
-        table["m3d_slot"] = np.where(m3d, np.arange(n), -1)
-        return table
+        """The parameter table of a batch of ``n`` rows: the one seeding rule (``ops.sampler.BatchTables``),
+        so ``FaceOccluder.sample(n, shard, epoch, batch)`` of the same seed and profile gives the same rows."""
+        return self.tables(n, self.order.shard_id, epoch, batch)
 
     def served_keys(self, keys: np.ndarray, m3d: np.ndarray) -> np.ndarray:
         """``keys`` with every unusable row replaced by the nearest earlier usable one (cyclically)."""

@@ -13,9 +13,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, get_args
 
 from .kinds import KIND_NAMES
+from .options import OriMode
 
 
 def _number(value: Any, integer: bool = False) -> bool:
@@ -261,7 +262,7 @@ FIELD_RULES: dict[str, Any] = {
     "grayscale": Flag(),
     "gray_channels": Choice((1, 3)),
     "gray_offset_divisor": Number(0, 100, lo_open=True),
-    "ori": Choice(("clean", "occluded")),
+    "ori": Choice(get_args(OriMode)),
     "normalize": Flag(),
 }
 

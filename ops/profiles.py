@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from .kinds import KIND_NAMES
+from .options import OriMode
 from .profile_rules import validate_profile
 
 Range = tuple[float, float]
@@ -146,7 +147,7 @@ class Profile:
     grayscale: bool = False                      # integer luma after the occlusion, as MSML
     gray_channels: int = 1                       # output channels when grayscale: 1 (MSML) or 3 (repeated)
     gray_offset_divisor: float = 3.0             # MSML divides the mask offset's luma by 3
-    ori: str = "clean"                           # "clean" face, or "occluded": MSML's second independent draw
+    ori: OriMode = "clean"                       # "clean" face, or "occluded": MSML's second independent draw
     normalize: bool = True                       # (x - 0.5) / 0.5
 
     def kind_probabilities(self) -> list[float]:

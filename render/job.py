@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from faceocc.ops.options import Device
 from tqdm import tqdm
 
 from faceocc.datasets.geometry import GeometryReader, check_geometry, geometry_manifest
@@ -45,6 +46,7 @@ from faceocc.datasets.mask_sets import (
 from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
 from faceocc.recordio.images import ImageDecodeError, decode_image
 
+from .landmarks import LandmarkSource
 from .renderer import MaskRenderer
 
 WORK = ".faceocc-render"
@@ -93,8 +95,8 @@ class RenderJob:
     work_name = WORK
     outputs = OUTPUTS
 
-    def __init__(self, data_dir: str | os.PathLike, landmarks: str = "template",
-                 textures: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
+    def __init__(self, data_dir: str | os.PathLike, landmarks: LandmarkSource = "template",
+                 textures: str | os.PathLike | None = None, device: Device = "cpu", seed: int = 0,
                  chunk_size: int = 4096, batch_size: int = 256, workers: int | None = None,
                  landmark_model: str | None = None, device_id: int | None = None) -> None:
         self.dir = Path(data_dir)
