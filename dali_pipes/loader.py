@@ -10,8 +10,9 @@ from typing import Any, Literal
 import numpy as np
 from faceocc.ops import FaceOccluder, Kind
 from faceocc.ops.options import Device, check_option
-from faceocc.ops.profiles import Profile
+from faceocc.ops.profiles import Profile, load_profile
 
+from faceocc.datasets.geometry import check_geometry
 from faceocc.datasets.mask_alignment import check_set
 from faceocc.datasets.mask_sets import mask_paths
 from faceocc.recordio import RecordDataset, RecordIOError
@@ -60,7 +61,8 @@ class FaceOcclusionLoader:
 
     Args:
         data_dir: folder with ``train.rec``/``train.idx`` (any of the three RecordIO layouts), or a
-            ``.rec`` path; ``mask_out.rec``/``mask.rec`` beside it feed the ``mask3d`` kind.
+            ``.rec`` path; ``mask_out.rec``/``mask.rec`` beside it feed the ``mask3d`` kind (or, with the
+            profile's ``mask3d.source: online``, ``mask_geometry.rec``: ``faceocc render DIR --geometry-only``).
         batch_size: images per batch (per shard).
         device: ``"gpu"`` (decoding and occlusion on ``LOCAL_RANK``'s GPU, needs CuPy) or ``"cpu"``
             (DALI's CPU decoder and the NumPy twin).
@@ -113,10 +115,14 @@ class FaceOcclusionLoader:
             raise ValueError("dtype must be torch.float32 or torch.float16")
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.data_dir = Path(data_dir)
-        masks = mask_paths(self.data_dir)
+        profile = load_profile(profile)          # where its 3D masks come from: records, or stored geometry
+        self.online = profile.mask3d.source == "online" and profile.kind_probabilities()[Kind.MASK3D] > 0
+        masks = None if self.online else mask_paths(self.data_dir)
         with RecordDataset(self.data_dir) as ds:
             keys = ds.image_keys.copy()
-            if masks is not None:
+            if self.online:
+                check_geometry(ds, self.data_dir)     # missing or misaligned: refused, naming the command
+            elif masks is not None:
                 check_set(ds, masks)
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
@@ -124,7 +130,7 @@ class FaceOcclusionLoader:
         self.batch_size = batch_size
         extra = {"device_id": local} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
-                                     has_masks=masks is not None, dtype=np_dtype,
+                                     has_masks=self.online or masks is not None, dtype=np_dtype,
                                      **extra)  # on the CPU, HandOff spreads batches over threads
         self.read_masks = masks is not None and self.occluder.profile.kind_probabilities()[Kind.MASK3D] > 0
         self.on_bad_image = on_bad_image
@@ -149,7 +155,7 @@ class FaceOcclusionLoader:
     def _new_source(self) -> RecordBatchSource:
         """The record source from the next batch on, leaving out the images found bad so far."""
         source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
-                                   self._next, self.read_masks)
+                                   self._next, self.read_masks, self.out_size if self.online else None)
         source.bad_train, source.bad_masks = self._bad
         return source
 

@@ -48,6 +48,10 @@ class OnlineMasks:
 
     def check(self, table: np.ndarray, geometry: Any) -> None:
         """Refuse a table whose drawn rows have no geometry, or name a texture that does not exist."""
+        undrawn = np.flatnonzero((table["m3d_slot"] >= 0) & (table["render_texture"] < 0))
+        if undrawn.size:
+            raise ValueError(f"row {int(undrawn[0])} uses a 3D mask but has no render (render_texture -1): a table "
+                             "drawn for offline masks? Sample it with this occluder (mask3d.source: online)")
         rows = self.drawn(table)
         if not rows.size:
             return
@@ -86,6 +90,10 @@ class OnlineMasks:
             for job in [pool.submit(draw, a, b) for a, b in ranges]:
                 job.result()
         return masked, masks
+
+    def render_device(self, faces: Any, geometry: Any, rows: np.ndarray) -> tuple[Any, Any]:
+        """Masked faces and masks (CuPy) of host render rows (``RENDER_DTYPE``), by the kernels."""
+        return self._gpu.render(faces, geometry, rows)
 
     def device(self, faces: Any, params: Any, geometry: Any) -> tuple[Any, Any]:
         """Masked faces and masks (CuPy, aligned with ``faces``) of device parameter rows [N, row bytes]

@@ -180,10 +180,13 @@ class Profile:
         if share == 0:
             return self
         rest = sum(p[:-1])
+        online = self.mask3d.source == "online"
+        what = "face geometry (mask_geometry.rec)" if online else "mask_out/mask records"
         if rest == 0:
-            raise ValueError("the profile uses only mask3d, but the dataset has no mask records")
-        warnings.warn(f"no mask_out/mask records: the mask3d share ({share:.3f}) goes to the other "
-                      "kinds in proportion; run `faceocc render DIR` to make them", stacklevel=2)
+            raise ValueError(f"the profile uses only mask3d, but the dataset has no {what}")
+        make = "faceocc render DIR --geometry-only" if online else "faceocc render DIR"
+        warnings.warn(f"no {what}: the mask3d share ({share:.3f}) goes to the other "
+                      f"kinds in proportion; run `{make}` to make them", stacklevel=2)
         kinds = {name: p[i] / rest for i, name in enumerate(KIND_NAMES[:-1])}
         return dataclasses.replace(self, kinds={**kinds, "mask3d": 0.0})
 
