@@ -50,7 +50,7 @@ def dataset(work: Path, device: str) -> Path:
     data = work / "dataset"
     if (data / "mask.rec").is_file() and (data / "train.rec").is_file():
         return data
-    return prepare_embedded(work, device, progress=False)
+    return prepare_embedded(work, device, progress=False)[0]
 
 
 def occlusion_off() -> Any:

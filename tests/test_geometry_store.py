@@ -191,3 +191,13 @@ def test_dlib_geometry_is_each_faces_own(tmp_path):
     want = DlibLandmarks()(faces)
     assert np.abs(stored - want).max() < 0.07                     # float16 of each face's own landmarks
     assert np.abs(stored - stored[:1]).max() > 5                   # not one geometry for all
+
+
+def test_reader_scales_to_the_loaders_size(dataset):
+    assert _geometry(dataset) == 0
+    keys = np.array([1, 2, 9])
+    full = GeometryReader(dataset).read(keys)
+    half = GeometryReader(dataset, (56, 84)).read(keys)          # (H, W): x and z by 84/112, y by 56/112
+    np.testing.assert_allclose(half[..., 0], full[..., 0] * 0.75, rtol=1e-6)
+    np.testing.assert_allclose(half[..., 1], full[..., 1] * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(half[..., 2], full[..., 2] * 0.75, rtol=1e-6)

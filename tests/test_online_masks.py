@@ -279,3 +279,17 @@ def test_gpu_loader_step_with_online_masks_gives_the_cpu_loaders_batches(cp, wit
     launches = [e for e in cp.LOG if e.op == "launch"]
     assert len(launches) == 3 * 5                      # per batch: surface, depth, shade, occlusion pass 1 and 2
     assert {(e.device, e.stream) for e in cp.LOG} == {(LOCAL_RANK, TORCH_STREAM)}
+
+
+def test_preview_draws_online_masks(with_geometry, tmp_path):
+    from PIL import Image
+
+    prof = tmp_path / "online.yaml"
+    prof.write_text("mask3d: {source: online, render: {tint_p: 0.5}}\n")
+    sizes = {}
+    for name, data in (("with", with_geometry), ("without", face_dataset(tmp_path / "bare", 2, 4))):
+        out = tmp_path / f"{name}.png"
+        assert main(["preview", str(data), "--profile", str(prof), "--out", str(out), "--per-kind", "2"]) == 0
+        with Image.open(out) as im:
+            sizes[name] = im.size
+    assert sizes["with"][1] == 8 * (112 + 4) and sizes["without"][1] == 7 * (112 + 4)   # a mask3d row
