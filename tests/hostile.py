@@ -32,8 +32,8 @@ def run_capped(code: str, *args: object, timeout: float = 300, env: dict | None 
     address space by the 64 MiB."""
     full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "MALLOC_ARENA_MAX": "2",
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-c", PRELUDE + code, *map(str, args)], cwd=ROOT, env=full_env, timeout=timeout,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", PRELUDE + code, *map(str, args)], cwd=ROOT, env=full_env,
+                          timeout=timeout, capture_output=True, text=True)
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

@@ -167,7 +167,8 @@ def _profile_error(tmp_path: Path, text: str, name: str = "p.yaml") -> str:
 
 def test_profile_integers_past_float_loops_and_tags_are_refused_in_one_line(tmp_path):
     big = "1" + "0" * 400
-    assert "profile field rectangle.area_percent" in _profile_error(tmp_path, f"rectangle:\n  area_percent: [{big}, 2]\n")
+    pair = _profile_error(tmp_path, f"rectangle:\n  area_percent: [{big}, 2]\n")
+    assert "profile field rectangle.area_percent" in pair
     assert "profile field flip_p" in _profile_error(tmp_path, f"flip_p: {big}\n")
     assert "chain comes back to itself" in _profile_error(tmp_path, "base: self.yaml\nflip_p: 0.3\n", "self.yaml")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")

@@ -234,7 +234,7 @@ def test_a_reader_opening_during_the_swap_gets_the_new_set_and_an_open_one_keeps
     fresh = open_set(d)
     assert swapped and fresh["mask"].rec_path.parent == current_generation(d)
     assert _set_bytes(d) == _set_bytes(other) != old
-    for name, ds in held.items():                           # the old generation is gone, its files still read
+    for ds in held.values():                                # the old generation is gone, its files still read
         assert not ds.rec_path.exists()
         reader = BatchReader(ds)
         assert [bytes(p) for p in reader.read(ds.image_keys).payloads()] == [ds.read(k)[1] for k in
