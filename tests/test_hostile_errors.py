@@ -229,3 +229,16 @@ def test_render_manifests_that_are_fifos_are_treated_as_foreign(data, capsys):
     os.mkfifo(manifest)
     assert render_manifest(data) is None
     assert main(["info", str(data)]) == 0 and "no render identity" in capsys.readouterr().out
+
+
+def test_pack_align_reads_a_fifo_photo_without_waiting(tmp_path):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    proc = _run(f"""
+from faceocc.align import read_rgb
+try:
+    read_rgb({str(fifo)!r})
+except ValueError as exc:
+    print("refused", exc)
+""", timeout=60)
+    assert proc.returncode == 0 and "refused" in proc.stdout and "a FIFO" in proc.stdout, proc.stderr[-2000:]
