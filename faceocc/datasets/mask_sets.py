@@ -62,6 +62,9 @@ def fixed_link(name: str) -> str:
     return f"{STORE}/{CURRENT}/{name}"
 
 
+_ATTEMPTS = 8          # a set swapped this many times while one reader opens it is a render gone mad
+
+
 def _current_target(data_dir: Path) -> str | None:
     try:
         return os.readlink(Path(data_dir) / STORE / CURRENT)
@@ -114,9 +117,6 @@ def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
             if attempt + 1 == _ATTEMPTS or _current_target(d) == seen:
                 raise
     raise AssertionError("unreachable")
-
-
-_ATTEMPTS = 8          # a set swapped this many times while one reader opens it is a render gone mad
 
 
 def open_set(data_dir: str | os.PathLike) -> dict[str, RecordDataset] | None:
