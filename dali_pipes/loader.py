@@ -12,15 +12,16 @@ from faceocc.ops import FaceOccluder, Kind
 from faceocc.ops.options import Device, check_option
 from faceocc.ops.profiles import Profile
 
-from faceocc.datasets.mask_alignment import check_set
-from faceocc.datasets.mask_sets import mask_paths
+from faceocc.datasets.mask_alignment import check_alignment
+from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
-from faceocc.recordio.images import ImageDecodeError
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError
 
 from .decode_check import undecodable
 from .order import LastBatch, ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
 from .placement import distributed_placement, whole_number
+from .resume import checked_next_batch, stream_identity
 from .source import ROW, RecordBatchSource
 
 log = logging.getLogger("faceocc.loader")
@@ -54,9 +55,14 @@ class FaceOcclusionLoader:
     file, key and offset or the argument's name in the message; mask records that are not aligned
     with ``train.rec`` are refused.
 
-    An image the decoder refuses raises :class:`ImageDecodeError` naming file, key and offset
+    An image the decoder refuses, or one over ``max_pixels`` pixels (read from its header, before any
+    decoding; None: no limit), raises :class:`ImageDecodeError` naming file, key and offset
     (``on_bad_image="raise"``), or is replaced by the nearest earlier usable image of its batch and
-    logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed.
+    logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed. A batch
+    is handed to DALI without padding every record to the longest.
+
+    train.rec and the mask set are opened once, here: a mask set replaced later (``render
+    --overwrite``) is not mixed into this loader's epochs.
 
     Args:
         data_dir: folder with ``train.rec``/``train.idx`` (any of the three RecordIO layouts), or a
@@ -79,6 +85,8 @@ class FaceOcclusionLoader:
         read_threads: accepted for compatibility (a batch is read at once from a memory map).
         prefetch: batches in flight.
         on_bad_image: ``"raise"`` or ``"skip"`` (above).
+        max_pixels: images over this many pixels are bad images (read from their headers, before
+            decoding); ``None``: no limit.
 
     Example::
 
@@ -88,6 +96,7 @@ class FaceOcclusionLoader:
         for batch in loader:                          # one epoch per pass
             img, msk, ori, label = batch["img"], batch["msk"], batch["ori"], batch["label"]
         state = loader.state_dict()                   # load_state_dict(state) resumes exactly here
+                                                      # (refused for another dataset, seed, profile, ...)
     """
 
     def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: Device = "gpu",
@@ -95,7 +104,7 @@ class FaceOcclusionLoader:
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
                  num_shards: int | None = None, dtype: Any = None, last_batch: LastBatch = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2, on_bad_image: OnBadImage = "raise") -> None:
+                 prefetch: int = 2, on_bad_image: OnBadImage = "raise", max_pixels: int | None = MAX_PIXELS) -> None:
         import torch
 
         check_option("device", device, Device)
@@ -106,6 +115,7 @@ class FaceOcclusionLoader:
         num_threads = whole_number("num_threads", num_threads, 1)
         whole_number("read_threads", read_threads, 1)
         prefetch = whole_number("prefetch", prefetch, 1)
+        self.max_pixels = None if max_pixels is None else whole_number("max_pixels", max_pixels, 1)
         self.out_size = _out_size(out_size)
         self.torch_dtype = dtype or torch.float32
         np_dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(self.torch_dtype)
@@ -113,11 +123,16 @@ class FaceOcclusionLoader:
             raise ValueError("dtype must be torch.float32 or torch.float16")
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.data_dir = Path(data_dir)
-        masks = mask_paths(self.data_dir)
-        with RecordDataset(self.data_dir) as ds:
-            keys = ds.image_keys.copy()
+        self._train = RecordDataset(self.data_dir)
+        self._masks = None
+        try:
+            self._masks = masks = open_set(self.data_dir)
             if masks is not None:
-                check_set(ds, masks)
+                check_alignment(self._train, masks)
+        except BaseException:
+            self._close_files()
+            raise
+        keys = self._train.image_keys.copy()
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
         self.device_id = local if device == "gpu" else None
@@ -138,6 +153,10 @@ class FaceOcclusionLoader:
         self._pipe_start = 0
         self._fetched = 0
 
+    def _close_files(self) -> None:
+        for ds in [self._train, *(self._masks or {}).values()]:
+            ds.close()
+
     def __len__(self) -> int:
         return len(self.order)
 
@@ -149,7 +168,7 @@ class FaceOcclusionLoader:
     def _new_source(self) -> RecordBatchSource:
         """The record source from the next batch on, leaving out the images found bad so far."""
         source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
-                                   self._next, self.read_masks)
+                                   self._next, self.read_masks, (self._train, self._masks), self.max_pixels)
         source.bad_train, source.bad_masks = self._bad
         return source
 
@@ -199,6 +218,12 @@ class FaceOcclusionLoader:
                 if self._iter is None or self._pipe_start + self._fetched != self._next:
                     self._build()
                 out = next(self._iter)[0]
+            except ImageDecodeError as err:      # over max_pixels: found by the source before decoding
+                self._iter = None
+                if self.on_bad_image == "raise":
+                    raise
+                self._leave_out([(self._dataset_of(err), err.key, err.reason)])
+                continue
             except RuntimeError as err:
                 self._iter = None
                 self._on_pipeline_error(err)
@@ -222,23 +247,35 @@ class FaceOcclusionLoader:
         source = self._source or self._new_source()
         found = []
         for g in range(self._next, self._next + prefetch + 1):
-            r = source.read(*divmod(g, len(self)))
+            try:
+                r = source.read(*divmod(g, len(self)))
+            except ImageDecodeError as exc:       # over max_pixels
+                found.append((self._dataset_of(exc), exc.key, exc.reason))
+                break
             rows = np.flatnonzero(r.m3d)
-            files = [(source.train.dataset, r.train, r.keys, self._bad[0])]
-            files += [(source.masks[name].dataset, got, r.keys[rows], self._bad[1]) for name, got in r.masks.items()]
-            for ds, got, keys, bad in files:
+            files = [(source.train.dataset, r.train, r.keys)]
+            files += [(source.masks[name].dataset, got, r.keys[rows]) for name, got in r.masks.items()]
+            for ds, got, keys in files:
                 for i, why in undecodable(got.payloads()).items():
-                    found.append((ds, int(keys[i]), why, bad))
+                    found.append((ds, int(keys[i]), why))
             if found:
                 break
         if not found:
             raise err
         if self.on_bad_image == "raise":
-            ds, key, why, _ = found[0]
+            ds, key, why = found[0]
             raise ImageDecodeError(f"the image cannot be decoded: {why}", ds.rec_path, key,
                                    ds.offset_of(key)) from err
-        for ds, key, why, bad in found:
-            bad.add(key)
+        self._leave_out(found)
+
+    def _dataset_of(self, err: RecordIOError) -> RecordDataset:
+        """The open dataset (train.rec or a mask file) that ``err`` names."""
+        return next((ds for ds in (self._masks or {}).values() if str(ds.rec_path) == err.path), self._train)
+
+    def _leave_out(self, found: list[tuple[RecordDataset, int, str]]) -> None:
+        """``on_bad_image="skip"``: serve the batches again without these images, each logged once."""
+        for ds, key, why in found:
+            (self._bad[0] if ds is self._train else self._bad[1]).add(key)
             if key not in self._logged:
                 self._logged.add(key)
                 log.warning("skipping an image the decoder refuses (%s, key %d, byte offset %d): %s",
@@ -252,17 +289,16 @@ class FaceOcclusionLoader:
             yield batch
 
     def state_dict(self) -> dict:
-        """Where the loader stands: restoring it continues with the batches an uninterrupted run gives."""
-        return {"next_batch": self._next, "seed": self.occluder.seed, "shard_id": self.shard_id,
-                "num_shards": self.num_shards, "batch_size": self.batch_size}
+        """Where the loader stands, and what defines its stream (dataset and mask set fingerprints, seed,
+        shard layout, sizes, dtype, order, profile and occluder digests: ``dali_pipes.resume``); restoring
+        it continues with the batches an uninterrupted run gives."""
+        return {"next_batch": self._next, **stream_identity(self)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a :meth:`state_dict` of a loader built with the same arguments."""
-        mine = self.state_dict()
-        for key in ("seed", "shard_id", "num_shards", "batch_size"):
-            if state.get(key) != mine[key]:
-                raise ValueError(f"state was saved with {key}={state.get(key)}, this loader has {mine[key]}")
-        self._next = int(state["next_batch"])
+        """Continue from a :meth:`state_dict` of a loader built on the same dataset with the same arguments;
+        any other state (another dataset, profile, size, order, ...; a missing or malformed field) is
+        refused with a ValueError naming the field and both values."""
+        self._next = checked_next_batch(state, stream_identity(self))
         self._iter = None
 
 
