@@ -82,16 +82,20 @@ class FaceOccluder:
             out["ori"] = self._occluded_ori(faces, table, ori_table, alloc)
         return out
 
-    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None,
+                     table: np.ndarray | None = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
-        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls."""
+        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls.
+        ``table``: the same rows on the host when the caller has them (``ori: occluded`` needs them
+        there; without, they are copied back from the device)."""
         p = self.profile
         out = self._gpu.apply_device(faces, params, masked_faces, masks, p.grayscale, p.normalize, self.dtype,
                                      **self.options())
         if p.ori == "occluded":
-            from .params import PARAM_DTYPE
+            if table is None:
+                from .params import PARAM_DTYPE
 
-            table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
+                table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
             out["ori"] = self._occluded_ori(faces, table)
         return out
 
