@@ -2,21 +2,21 @@
 # faceocc's GPU run on a lent GPU machine (CUDA 13, python3 with torch, CuPy, onnxruntime, pytest and
 # pytest-timeout; no network, no DALI) in exactly three device-tool calls, made back to back: the machine
 # goes back about 30 s after a call ends, and with it everything under /tmp. docs/gpu-machine.md gives
-# each call's carry list, command and timeout_s.
+# each call's carry list, command and timeout_s (180, 30, 240), and what to do when a step fails.
 #
 #   bash benchmarks/gpu_run.sh 1   carry .devwheels/p0 .devwheels/p1: unpack p0 (insightface and small
 #                                  packages) into the site folder, keep DALI's part 1, nvidia-smi and
 #                                  versions, the CuPy GPU tests (kernels, render), the ops benchmark
-#                                  -> $OUT/call1.log, $OUT/ops.json                         (~2 min)
+#                                  -> $OUT/call1.log, $OUT/ops.json                       (~1.5 min)
 #   bash benchmarks/gpu_run.sh 2   carry .devwheels/p2: keep DALI's part 2 -> $OUT/call2.log   (seconds)
 #   bash benchmarks/gpu_run.sh 3   carry .devwheels/p3 (and .gpudata, optional: faces/ and occluders/):
 #                                  unpack DALI, check it imports and decodes on the GPU, the DALI GPU
 #                                  tests, the loader benchmark (faceocc vs bare DALI, batch 256), the
 #                                  harness's GPU rows -> $OUT/call3.log, loader-gpu.json, harness.json/.png
-#                                  (~4 min). Run again at once after a failure or a timeout: steps that
+#                                  (~3 min). Run again at once after a failure or a timeout: steps that
 #                                  finished are skipped (GPU_RUN_REDO=1 runs them all again).
 #
-# Every step runs under `timeout` within the call's own budget (CALL1_S, CALL2_S, CALL3_S: a little
+# Every step runs under `timeout` within the call's own budget (CALL1_S=170, CALL2_S=20, CALL3_S=230: 10 s
 # under the tool's timeout_s, so that the log always comes back) and says what it found missing and what
 # to do. The GPU tests run with FACEOCC_REQUIRE_GPU=1 (a missing GPU, CuPy or DALI fails) and pytest's
 # `-p timeout --timeout 120`. No CPU-only test runs here: CI runs those.
@@ -295,7 +295,7 @@ finish() {  # finish RC...: the call's verdict from its steps' return codes
 }
 
 call1() {
-    begin 1 "${CALL1_S:-200}"
+    begin 1 "${CALL1_S:-170}"
     machine_state
     unpack_small || { finish 1; return; }
     environment
@@ -310,14 +310,14 @@ call1() {
 }
 
 call2() {
-    begin 2 "${CALL2_S:-25}"
+    begin 2 "${CALL2_S:-20}"
     expect_warm 2 || { finish 3; return; }
     keep_parts 2 || { finish 1; return; }
     finish 0
 }
 
 call3() {
-    begin 3 "${CALL3_S:-260}"
+    begin 3 "${CALL3_S:-230}"
     expect_warm 3 || { finish 3; return; }
     environment
     link_package || { finish 1; return; }
