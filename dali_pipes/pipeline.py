@@ -44,15 +44,16 @@ def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, mask
     ``kind`` as CuPy arrays."""
     if params.shape[1] != ROW:
         params = params[:, :ROW]
-    table = None
+    extra = {}
     if host_params is not None:
-        table = np.ascontiguousarray(np.asarray(host_params, np.uint8)[:, :ROW]).view(PARAM_DTYPE).ravel()
+        rows = np.ascontiguousarray(np.asarray(host_params, np.uint8)[:, :ROW])
+        extra["table"] = rows.view(PARAM_DTYPE).ravel()
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
     if stream is None:
-        return occ.apply_device(faces, params, masked, masks, table=table)
+        return occ.apply_device(faces, params, masked, masks, **extra)
     with stream:
-        return occ.apply_device(faces, params, masked, masks, table=table)
+        return occ.apply_device(faces, params, masked, masks, **extra)
 
 
 def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
