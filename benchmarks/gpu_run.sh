@@ -190,7 +190,8 @@ for name in ("torch", "cupy", "numpy", "insightface", "cv2", "nvidia.dali", "pyt
     try:
         print(f"{name:14s}", getattr(importlib.import_module(name), "__version__", "?"))
     except Exception as err:
-        print(f"{name:14s} MISSING ({type(err).__name__}: {err})")
+        later = " (DALI arrives in call 3)" if name == "nvidia.dali" else ""
+        print(f"{name:14s} MISSING{later} ({type(err).__name__}: {err})")
 try:
     import torch
     print("torch sees", torch.cuda.device_count(), "CUDA device(s):",
