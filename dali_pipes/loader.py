@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError
 from .decode_check import undecodable
 from .order import LastBatch, ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
-from .placement import distributed_placement, whole_number
+from .placement import distributed_placement, local_gpu, whole_number
 from .resume import checked_next_batch, stream_identity
 from .source import ROW, RecordBatchSource
 
@@ -34,6 +35,26 @@ def _out_size(value: Any) -> tuple[int, int]:
         return whole_number("out_size height", h, 1), whole_number("out_size width", w, 1)
     except (TypeError, ValueError) as err:
         raise ValueError(f"out_size must be (height, width), two integers >= 1, not {value!r}") from err
+
+
+class _KeptUntilDone:
+    """Objects kept alive until the GPU has run the work queued before an event: DALI's outputs of a
+    batch, which its occlusion kernels read from torch's stream after the fetch has returned (DALI may
+    reuse that memory once nothing holds it). At most ``limit`` batches are held; past that the oldest
+    event is waited for."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: deque = deque()
+
+    def add(self, event: Any, *refs: Any) -> None:
+        self._held.append((event, refs))
+        while self._held and (len(self._held) > self.limit or self._held[0][0].done):
+            event, _ = self._held.popleft()
+            event.synchronize()         # at once when done; else waits for the queued kernels
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def _columns(meta: Any, start: int, stop: int, dtype: Any) -> Any:
@@ -53,7 +74,8 @@ class FaceOcclusionLoader:
     shards, in a seeded uniform permutation (see ``faceocc.dali_pipes.order``; ``last_batch`` states
     what happens to the remainder). Bad data and bad arguments fail here, at construction, with the
     file, key and offset or the argument's name in the message; mask records that are not aligned
-    with ``train.rec`` are refused.
+    with ``train.rec`` are refused. The GPU is ``LOCAL_RANK`` modulo the visible device count
+    (:func:`~faceocc.dali_pipes.placement.local_gpu`).
 
     An image the decoder refuses, or one over ``max_pixels`` pixels (read from its header, before any
     decoding; None: no limit), raises :class:`ImageDecodeError` naming file, key and offset
@@ -135,9 +157,9 @@ class FaceOcclusionLoader:
         keys = self._train.image_keys.copy()
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
-        self.device_id = local if device == "gpu" else None
+        self.device_id = local_gpu(local) if device == "gpu" else None
         self.batch_size = batch_size
-        extra = {"device_id": local} if device == "gpu" else {}
+        extra = {"device_id": self.device_id} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
                                      has_masks=masks is not None, dtype=np_dtype,
                                      **extra)  # on the CPU, HandOff spreads batches over threads
@@ -152,6 +174,7 @@ class FaceOcclusionLoader:
         self._source = None
         self._pipe_start = 0
         self._fetched = 0
+        self._in_flight = _KeptUntilDone(prefetch + 2)
 
     def _close_files(self) -> None:
         for ds in [self._train, *(self._masks or {}).values()]:
@@ -191,16 +214,25 @@ class FaceOcclusionLoader:
         self._iter = DALIGenericIterator(pipe, names, size=-1)
 
     def _occlude_gpu(self, out: dict) -> dict:
+        """The kernels over DALI's outputs on torch's current stream; ``meta`` comes from the host (the
+        pipeline leaves it there): uploaded once, and its host copy serves ``ori: occluded``."""
         import cupy as cp
         import torch
 
         with cp.cuda.Device(self.device_id):
             stream = cp.cuda.ExternalStream(torch.cuda.current_stream(self.device_id).cuda_stream)
             with stream:  # everything on torch's current stream: no extra synchronization needed
-                arrays = {k: cp.from_dlpack(v) for k, v in out.items()}
-                res = occlude_device(self.occluder, arrays["face"], arrays["meta"], arrays.get("masked"),
-                                     arrays.get("mask"))
-                return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
+                arrays = {k: cp.from_dlpack(v) for k, v in out.items() if k != "meta"}
+                host_meta = out["meta"].numpy()
+                meta = cp.asarray(host_meta)
+                res = occlude_device(self.occluder, arrays["face"], meta, arrays.get("masked"), arrays.get("mask"),
+                                     host_params=host_meta)
+                done = cp.cuda.Event(disable_timing=True)
+                done.record(stream)
+                self._in_flight.add(done, out, arrays)   # DALI's buffers outlive the kernels that read them
+                batch = {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
+                batch["meta"] = torch.from_dlpack(meta)
+                return batch
 
     def _handed_off(self, out: dict) -> dict:
         import torch
@@ -233,7 +265,7 @@ class FaceOcclusionLoader:
                 raise
             self._fetched += 1
             batch = self._occlude_gpu(out) if self.device == "gpu" else self._handed_off(out)
-            meta = out["meta"]
+            meta = batch.pop("meta", out["meta"])   # on the GPU path, the device copy
             ints = _columns(meta, ROW, ROW + 16, torch.int64)
             batch["label"], batch["key"] = ints[:, 0], ints[:, 1]
             batch["kind"] = _columns(meta, 0, 4, torch.int32)[:, 0].to(torch.int8)  # the row's first field

@@ -137,7 +137,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from faceocc.dali_pipes.placement import distributed_placement
+    from faceocc.dali_pipes.placement import distributed_placement, local_gpu
     from faceocc.render.job import RenderJob
 
     if args.target[0] == "merge":
@@ -154,7 +154,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     shard_id, num_shards, local = distributed_placement(args.shard_id, args.num_shards)
     with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
                    args.batch_size, args.workers, args.landmark_model, max_pixels=args.max_pixels,
-                   device_id=local if args.device == "gpu" else None) as job:   # torchrun: one GPU per process
+                   device_id=local_gpu(local) if args.device == "gpu" else None) as job:  # torchrun: a GPU per rank
         rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
         if args.landmarks == "dlib":
             print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "

@@ -155,14 +155,18 @@ class FaceOccluder:
                 part["ori"] = ori["img"]
         return parts
 
-    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None) -> dict:
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None,
+                     table: np.ndarray | None = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
-        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls."""
+        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls.
+        ``table``: the same rows on the host when the caller has them (``ori: occluded`` needs them
+        there; without, they are copied back from the device)."""
         out = self._gpu.apply_device(faces, params, masked_faces, masks, self.settings)
         if self.profile.ori == "occluded":
-            from .params import PARAM_DTYPE
+            if table is None:
+                from .params import PARAM_DTYPE
 
-            table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
+                table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
             out["ori"] = self._gpu.apply(faces, self._ori_table(table), None, None, self.settings)["img"]
         return out
 
