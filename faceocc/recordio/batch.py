@@ -42,16 +42,19 @@ class Batch(NamedTuple):
             out[row] = payload
         return out
 
+    def _placement(self, size: int | None, at: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+        """``size`` and ``at`` with their defaults (the batch's own rows), and every image's length."""
+        n = self.lengths.size
+        lengths = self.lengths.copy()
+        for row, payload in self.odd.items():
+            lengths[row] = payload.size
+        return n if size is None else size, np.arange(n) if at is None else np.asarray(at), lengths
+
     def dense(self, size: int | None = None, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(images [size, longest] uint8, lengths [size, 1] int32)``: image ``i`` at the start of row
         ``at[i]`` (default: row ``i``), followed by whatever bytes come next (the pipeline slices
         each row to its length); rows not in ``at`` have length 0."""
-        n = self.lengths.size
-        size = n if size is None else size
-        at = np.arange(n) if at is None else np.asarray(at)
-        lengths = self.lengths.copy()
-        for row, payload in self.odd.items():
-            lengths[row] = payload.size
+        size, at, lengths = self._placement(size, at)
         width = int(lengths.max(initial=0))
         out = np.zeros((size, width), np.uint8)
         take = (self.starts + width <= self.buf.size) & (lengths > 0)
@@ -76,12 +79,7 @@ class Batch(NamedTuple):
         images as a list of ``size`` 1-D uint8 arrays (zero-copy views; rows not in ``at`` empty) with
         the same lengths. So a batch costs at most about twice its own bytes, however long one record is
         (one 6 MB photo among 5 kB faces no longer makes every row 6 MB)."""
-        n = self.lengths.size
-        size = n if size is None else size
-        at = np.arange(n) if at is None else np.asarray(at)
-        lengths = self.lengths.copy()
-        for row, payload in self.odd.items():
-            lengths[row] = payload.size
+        size, at, lengths = self._placement(size, at)
         if size * int(lengths.max(initial=0)) <= 2 * int(lengths.sum()) + (1 << 20):
             return self.dense(size, at)
         empty = np.zeros(0, np.uint8)
