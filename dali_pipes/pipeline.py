@@ -6,8 +6,8 @@ Two places for the occlusion step, one semantics:
 * in the pipeline, as ``fn.python_function`` (:class:`OcclusionStep`): the loader's CPU mode, and the
   DALI-composable operator for users who build their own pipelines (:func:`occlusion_op`);
 * after the pipeline, on dense device arrays (:func:`occlude_device`): the loader's GPU mode. The
-  pipeline hands out decoded faces and the parameter table, DALI's own iterator turns them into
-  torch CUDA tensors, and one kernel pass per batch runs on torch's current stream.
+  pipeline hands out decoded faces (and the parameter table, left on the host), DALI's own iterator
+  turns them into torch tensors, and one kernel pass per batch runs on torch's current stream.
 
 Masked faces and masks are cut out and decoded only for the rows that use a 3D mask (a DALI
 conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
@@ -34,14 +34,16 @@ RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: th
 
 
 def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, masks: Any, stream: Any = None,
-                   geometry: Any = None) -> dict:
+                   host_params: np.ndarray | None = None, geometry: Any = None) -> dict:
     """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
     uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
     masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
     on CuPy's current stream, with every option of ``occ``'s profile (``FaceOccluder.apply_device``).
-    With online 3D masks, the landmarks [N, 68, 3] come as ``geometry`` or in the ``meta`` rows
-    (:func:`dali_pipes.source.pack_meta`) and the masks are rasterized first, on the same stream.
-    Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy arrays."""
+    ``host_params``: the same rows on the host, when the caller has them (``ori: occluded`` reads the
+    table there instead of copying it back from the device). With online 3D masks, the landmarks
+    [N, 68, 3] come as ``geometry`` or in the ``meta`` rows (:func:`dali_pipes.source.pack_meta`) and the
+    masks are rasterized first, on the same stream. Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy
+    arrays."""
     if geometry is None and getattr(occ, "online", None) is not None and params.shape[1] >= META_BYTES + GEOMETRY_META:
         import cupy as cp
 
@@ -49,9 +51,14 @@ def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, mask
         geometry = geometry.reshape(len(params), 68, 3)
     if params.shape[1] != ROW:
         params = params[:, :ROW]
+    extra = {}
+    if host_params is not None:
+        rows = np.ascontiguousarray(np.asarray(host_params, np.uint8)[:, :ROW])
+        extra["table"] = rows.view(PARAM_DTYPE).ravel()
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
-    extra = {} if geometry is None else {"geometry": geometry}
+    if geometry is not None:
+        extra["geometry"] = geometry
     if stream is None:
         return occ.apply_device(faces, params, masked, masks, **extra)
     with stream:
@@ -292,8 +299,8 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
                 masked = fn.pad(masked, shape=[h, w, 3])
                 masks = fn.pad(masks, shape=[h, w, 1])
             extra = (masked, masks)
-        if handoff is None:
-            return (faces, meta.gpu() if gpu else meta, *extra)
+        if handoff is None:  # meta stays on the host: the loader uploads it and keeps the host copy
+            return (faces, meta, *extra)
         kind = fn.python_function(faces, meta, *extra, function=handoff, batch_processing=True, num_outputs=1)
         return kind, meta
 

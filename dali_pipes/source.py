@@ -1,9 +1,12 @@
 """The external source that feeds the DALI pipeline: encoded records of one batch, its labels, keys
 and occlusion parameter table, all a pure function of (seed, shard, epoch, batch) for a batch size.
 
-A batch is read at once (:class:`~dali_pipes.batch_read.BatchReader`: one memory map, headers parsed
-with NumPy) and goes out as dense arrays only (encoded images as rows of one array plus their
-lengths), so no per-sample Python runs for it, here or in DALI's external source. Masked faces and
+A batch is read at once (:class:`~faceocc.recordio.batch.BatchReader`: one memory map, headers parsed
+with NumPy) and goes out as dense arrays (encoded images as rows of one array plus their lengths),
+so no per-sample Python runs for it, here or in DALI's external source; a batch whose longest record
+would make that padding cost more than its own bytes goes out as a list of rows instead
+(:meth:`~faceocc.recordio.batch.Batch.encoded`). Images over ``max_pixels`` are refused from their
+headers, before anything decodes them. Masked faces and
 masks are read only for the rows the sampler gave a 3D mask; the other rows get length 0 and the
 pipeline never decodes them (``use_m3d`` is False there).
 """
@@ -20,10 +23,10 @@ from faceocc.ops.sampler import BatchTables, Sampler
 
 from faceocc.datasets.geometry import GeometryReader
 from faceocc.datasets.mask_alignment import check_alignment  # noqa: F401 - check_alignment re-exported
-from faceocc.datasets.mask_sets import mask_paths
+from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
 from faceocc.recordio.batch import Batch, BatchReader
-from faceocc.recordio.images import ImageDecodeError
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError
 
 from .order import ShardOrder
 
@@ -88,9 +91,12 @@ class RecordBatchSource:
     the rows it reads again.
 
     ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d, or draws online
-    masks). ``geometry_size`` (H, W): online 3D masks: the geometry set's landmarks of the 3D-mask rows
-    (:class:`~faceocc.datasets.geometry.GeometryReader`, scaled to that size, checked against train.rec's
-    ids and labels) travel in ``meta`` (:func:`pack_meta`), zero for the other rows.
+    masks). ``datasets``: train.rec and the mask set (``{"mask_out": ..., "mask": ...}`` or None) already
+    open, to keep reading those very files (the loader opens them once); default: opened here from
+    ``data_dir``. An image over ``max_pixels`` pixels raises :class:`ImageDecodeError` naming file, key and
+    offset before it is decoded. ``geometry`` (online 3D masks: a
+    :class:`~faceocc.datasets.geometry.GeometryReader`): the landmarks of the 3D-mask rows, checked
+    against train.rec's ids and labels, travel in ``meta`` (:func:`pack_meta`), zero for the other rows.
 
     ``bad_train`` / ``bad_masks``: keys whose image (or, for rows with a 3D mask, whose masked face or
     mask) cannot be decoded; such a row is served with the nearest earlier usable row of the same
@@ -99,16 +105,20 @@ class RecordBatchSource:
     """
 
     def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, sampler: Sampler, seed: int,
-                 start: int = 0, read_masks: bool = True, geometry_size: tuple[int, int] | None = None) -> None:
+                 start: int = 0, read_masks: bool = True,
+                 datasets: tuple[RecordDataset, dict[str, RecordDataset] | None] | None = None,
+                 max_pixels: int | None = MAX_PIXELS, geometry: GeometryReader | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.order = order
         self.sampler = sampler
         self.seed = int(seed)
         self.start = int(start)
-        self.train = BatchReader(RecordDataset(self.data_dir))
-        paths = mask_paths(self.data_dir) if read_masks else None
-        self.masks = None if paths is None else {k: BatchReader(RecordDataset(p)) for k, p in paths.items()}
-        self.geometry = None if geometry_size is None else GeometryReader(self.data_dir, geometry_size)
+        self.max_pixels = max_pixels
+        train, masks = datasets if datasets is not None else (RecordDataset(self.data_dir), open_set(self.data_dir))
+        self.train = BatchReader(train)
+        masks = masks if read_masks else None
+        self.masks = None if masks is None else {k: BatchReader(ds) for k, ds in masks.items()}
+        self.geometry = geometry
         self.tables = BatchTables(sampler, seed)
         self.bad_train: set[int] = set()
         self.bad_masks: set[int] = set()
@@ -162,6 +172,7 @@ class RecordBatchSource:
         m3d = table["m3d_slot"] >= 0
         keys = self.served_keys(keys, m3d)
         train = self.train.read(keys)
+        self._refuse_oversized(self.train, train, keys)
         masks = {}
         if self.masks is not None:
             rows = np.flatnonzero(m3d)
@@ -174,6 +185,7 @@ class RecordBatchSource:
                     raise RecordIOError(f"{name}.rec does not match train.rec (id/label {got.ids[i]}/"
                                         f"{got.labels[i]} vs {train.ids[row]}/{train.labels[row]}); "
                                         "re-render the masks", reader.dataset.rec_path, int(keys[row]))
+                self._refuse_oversized(reader, got, keys[rows])
                 masks[name] = got
         geometry = None
         if self.geometry is not None:
@@ -182,16 +194,25 @@ class RecordBatchSource:
             geometry[rows] = self.geometry.read(keys[rows], train.ids[rows], train.labels[rows])
         return Records(keys, table, m3d, train, masks, geometry)
 
+    def _refuse_oversized(self, reader: BatchReader, got: Batch, keys: np.ndarray) -> None:
+        """Raise :class:`ImageDecodeError` for the first image of ``got`` over ``max_pixels``."""
+        found = got.oversized(self.max_pixels)
+        if found:
+            row, why = next(iter(found.items()))
+            key = int(keys[row])
+            raise ImageDecodeError(why, reader.dataset.rec_path, key, reader.dataset.offset_of(key))
+
     def batch(self, epoch: int, batch: int) -> tuple:
-        """The outputs of global batch (epoch, batch), all dense arrays (see the class docstring)."""
+        """The outputs of global batch (epoch, batch), dense arrays or, for the images of a batch with one
+        very long record, lists of rows (see the class docstring)."""
         r = self.read(epoch, batch)
-        out = (*r.train.dense(), pack_meta(r.table, r.train.labels, r.keys, r.geometry))
+        out = (*r.train.encoded(), pack_meta(r.table, r.train.labels, r.keys, r.geometry))
         if self.masks is None:
             return out
         extra = [r.m3d]
         rows = np.flatnonzero(r.m3d)
         for name in ("mask_out", "mask"):
-            extra += r.masks[name].dense(len(r.keys), rows)
+            extra += r.masks[name].encoded(len(r.keys), rows)
         return (*out, *extra)
 
     def __call__(self, info) -> tuple:  # noqa: ANN001 - DALI's BatchInfo

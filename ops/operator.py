@@ -189,11 +189,13 @@ class FaceOccluder:
         return parts
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None,
-                     geometry: Any = None) -> dict:
+                     table: np.ndarray | None = None, geometry: Any = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
-        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls. With
-        online 3D masks, ``geometry`` (device landmarks [N, 68, 3]) instead of ``masked_faces``/``masks``:
-        the masks are rasterized over the batch's rows by the kernels, with no copy to the host."""
+        with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls.
+        ``table``: the same rows on the host when the caller has them (``ori: occluded`` needs them
+        there; without, they are copied back from the device). With online 3D masks, ``geometry``
+        (device landmarks [N, 68, 3]) instead of ``masked_faces``/``masks``: the masks are rasterized
+        over the batch's rows by the kernels, with no copy to the host."""
         if self.online is not None:
             if geometry is None or masked_faces is not None:
                 raise ValueError("this occluder renders its 3D masks online (mask3d.source: online): pass "
@@ -203,9 +205,10 @@ class FaceOccluder:
             raise ValueError("geometry= is for online 3D masks (profile mask3d.source: online)")
         out = self._gpu.apply_device(faces, params, masked_faces, masks, self.settings)
         if self.profile.ori == "occluded":
-            from .params import PARAM_DTYPE
+            if table is None:
+                from .params import PARAM_DTYPE
 
-            table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
+                table = np.ascontiguousarray(self._gpu.cp.asnumpy(params)).view(PARAM_DTYPE).ravel()
             out["ori"] = self._gpu.apply(faces, self._ori_table(table), None, None, self.settings)["img"]
         return out
 

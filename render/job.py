@@ -13,11 +13,10 @@ the render's identity in ``id2`` (``dali_pipes.mask_records``).
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
-import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,25 +26,27 @@ import numpy as np
 from faceocc.ops.options import Device
 from tqdm import tqdm
 
-from faceocc.datasets.geometry import GeometryReader, check_geometry, geometry_manifest
+from faceocc.datasets.geometry import geometry_manifest, stored_geometry
 from faceocc.datasets.mask_alignment import identity_id2, render_digest, train_fingerprint
 from faceocc.datasets.mask_sets import (
     MASKS,
     RENDER_MANIFEST,
-    FolderLock,
     SetKind,
     current_generation,
     discard_stale,
     fixed_link,
+    hold_folder,
     install,
     new_generation,
     render_manifest,
     set_files,
-    store_dir,
+    writable_store,
 )
 from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
-from faceocc.recordio.images import ImageDecodeError, decode_image
+from faceocc.recordio.files import read_small_text, real_dir, remove, write_atomic
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError, decode_image
 
+from .chunk_io import encode, face_at, whole_setting
 from .landmarks import LandmarkSource
 from .renderer import MaskRenderer
 
@@ -54,42 +55,13 @@ OUTPUTS = ("mask_out", "mask")
 FORMAT_VERSION = 2          # 2: image records carry the render identity in id2
 
 
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        Image.fromarray(image).save(buf, "JPEG", quality=95)
-    else:
-        Image.fromarray(image).save(buf, "PNG", compress_level=6)
-    return buf.getvalue()
-
-
-def stored_geometry(data_dir: Path, train: RecordDataset, settings: dict) -> GeometryReader | None:
-    """A reader of the dataset's geometry set when it was made for this train.rec, image size and
-    landmark source (``faceocc render --geometry-only``), so that a mask render need not find the
-    landmarks again; None otherwise."""
-    made = geometry_manifest(data_dir)
-    if not made or any(made.get(k) != settings[k] for k in ("train", "size", "landmarks")):
-        return None
-    check_geometry(train, data_dir)
-    return GeometryReader(data_dir, tuple(settings["size"]))
-
-
-def _face(payload: bytes, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    img = decode_image(payload)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.shape[:2] != size:
-        img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
-    return img
-
-
 class RenderJob:
-    """One dataset's render: settings, chunk plan, and the work folder. Subclasses make another kind of
-    set (:mod:`render.geometry_job`): its ``kind``, work folder, outputs, settings and chunk payloads."""
+    """One dataset's render: settings, chunk plan, and the work folder.
+
+    Faces are rendered at the dataset's face size (:meth:`_face_size`); an image over ``max_pixels``
+    pixels is refused by key before it is decoded. Subclasses make another kind of set
+    (:mod:`render.geometry_job`): its ``kind``, work folder, outputs, settings and chunk payloads.
+    """
 
     kind: SetKind = MASKS
     work_name = WORK
@@ -98,30 +70,34 @@ class RenderJob:
     def __init__(self, data_dir: str | os.PathLike, landmarks: LandmarkSource = "template",
                  textures: str | os.PathLike | None = None, device: Device = "cpu", seed: int = 0,
                  chunk_size: int = 4096, batch_size: int = 256, workers: int | None = None,
-                 landmark_model: str | None = None, device_id: int | None = None) -> None:
+                 landmark_model: str | None = None, device_id: int | None = None,
+                 max_pixels: int | None = MAX_PIXELS) -> None:
+        self.seed, self.chunk_size = whole_setting("seed", seed, 0), whole_setting("chunk_size", chunk_size, 1)
+        self.batch_size = whole_setting("batch_size", batch_size, 1)
+        self.workers = min(16, os.cpu_count() or 1) if workers is None else whole_setting("workers", workers, 1)
+        self.max_pixels = None if max_pixels is None else whole_setting("max_pixels", max_pixels, 1)
         self.dir = Path(data_dir)
         self.train = RecordDataset(self.dir)
         if len(self.train) == 0:
             raise ValueError(f"{self.dir} holds no image records")
-        self.size = self._image_size()
-        self.seed, self.chunk_size, self.batch_size = int(seed), int(chunk_size), int(batch_size)
-        self.workers = workers or min(16, os.cpu_count() or 1)
+        self.size = self._face_size()
         self.work = self.dir / self.work_name
         self.keys = self.train.image_keys
         self.chunks = (len(self.keys) + self.chunk_size - 1) // self.chunk_size
-        self._locks: list[FolderLock] = []
+        self._locks: list = []
         self._set_manifest(self._setup(landmarks, textures, device, landmark_model, device_id))
 
-    def _setup(self, landmarks: str, textures: str | os.PathLike | None, device: str, landmark_model: str | None,
-               device_id: int | None) -> dict:
-        """Build what rendering needs (``self.landmarks``: the landmark source); return the settings."""
+    def _setup(self, landmarks: LandmarkSource, textures: str | os.PathLike | None, device: Device,
+               landmark_model: str | None, device_id: int | None) -> dict:
+        """Build what rendering needs (``self.landmarks``: the landmark source); return the settings. A
+        geometry set of the same landmark source is read instead of finding the landmarks again."""
         self.renderer = MaskRenderer(self.size, landmarks, textures, device, landmark_model, device_id)
         self.landmarks = self.renderer.landmarks
         settings = {"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
                     "landmarks": landmarks, "textures": self.renderer.texture_names,
                     "images": int(len(self.keys)), "size": list(self.size), "train": train_fingerprint(self.train)}
         self.stored = stored_geometry(self.dir, self.train, settings)
-        if self.stored is not None:              # the faces' landmarks are read, not found again
+        if self.stored is not None:
             settings["geometry"] = geometry_manifest(self.dir)["digest"]
         return settings
 
@@ -135,11 +111,19 @@ class RenderJob:
     def resume(cls, data_dir: str | os.PathLike) -> RenderJob:
         """The job whose partial render lies in ``DIR/.faceocc-render`` (settings from its manifest)."""
         manifest = Path(data_dir) / cls.work_name / "manifest.json"
-        if not manifest.is_file():
+        if manifest.parent.is_symlink():
+            real_dir(manifest.parent, create=False)          # refused: chunks are never read through a link
+        text = read_small_text(manifest)
+        if text is None:
             if current_generation(data_dir, cls.kind) is not None:
                 raise FileExistsError(f"no render in progress in {data_dir}: its {cls.kind.what} is already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
-        m = json.loads(manifest.read_text())
+        try:
+            m = json.loads(text)
+        except ValueError:
+            m = None
+        if not isinstance(m, dict) or "chunk_size" not in m or not isinstance(m.get("seed", 0), int):
+            raise ValueError(f"{manifest} is not a render manifest; start over with faceocc render --overwrite")
         # merging renders nothing: the template source stands in for the render's own landmark source
         # (a dlib extra or a model file need not be there); its settings come from the manifest below
         job = cls(data_dir, "template", None, "cpu", m.get("seed", 0), m["chunk_size"])
@@ -149,15 +133,27 @@ class RenderJob:
         job._set_manifest(m)
         return job
 
-    def _image_size(self) -> tuple[int, int]:
-        key = int(self.train.image_keys[0])
-        img = self._decode(key, self.train.read(key)[1], None)
-        return int(img.shape[0]), int(img.shape[1])
+    def _face_size(self) -> tuple[int, int]:
+        """The size masks are rendered at, as the loader's ``out_size`` is the dataset's face size: the
+        height and width ``property`` states, else the most common size of 64 images spread over the
+        dataset (never the first image's alone: one odd record must not size every face)."""
+        text = read_small_text(self.train.rec_path.parent / "property", 4096) or ""
+        fields = [f.strip() for f in text.split(",")]
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            h, w = int(fields[1]), int(fields[2])
+            if h >= 1 and w >= 1 and (self.max_pixels is None or h * w <= self.max_pixels):
+                return h, w
+        keys = self.train.image_keys
+        sizes: Counter[tuple[int, int]] = Counter()
+        for key in keys[np.linspace(0, keys.size - 1, min(64, keys.size)).astype(int)].tolist():
+            sizes[self._decode(key, self.train.read(key)[1], None).shape[:2]] += 1
+        return max(sizes, key=sizes.__getitem__)
 
     def _decode(self, key: int, payload: bytes, size: tuple[int, int] | None) -> np.ndarray:
-        """A face of train.rec, decoded (and resized to ``size``); a bad image names its key."""
+        """A face of train.rec, decoded (and resized to ``size``); a bad or oversized image names its key."""
         try:
-            return decode_image(payload) if size is None else _face(payload, size)
+            return decode_image(payload, max_pixels=self.max_pixels) if size is None else \
+                face_at(payload, size, self.max_pixels)
         except Exception as exc:
             raise ImageDecodeError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
                                    "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
@@ -185,11 +181,7 @@ class RenderJob:
         if self._locks:
             return
         with self._io_errors():
-            if num_shards == 1:
-                self._locks.append(FolderLock(self.dir, "render"))
-            else:
-                self._locks.append(FolderLock(self.dir, "render", shared=True))
-                self._locks.append(FolderLock(self.dir, f"shard-{shard_id}-of-{num_shards}"))
+            self._locks = hold_folder(self.dir, shard_id, num_shards)
 
     def unlock(self) -> None:
         """Let other renders at the folder again."""
@@ -236,7 +228,13 @@ class RenderJob:
         """Refuse to touch existing outputs without ``overwrite``; start or resume the work folder.
         Returns True when this render is already installed (only its clean-up was interrupted)."""
         manifest = self.work / "manifest.json"
-        started = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if self.work.exists() or self.work.is_symlink():
+            real_dir(self.work, create=False)              # never a link: chunks are written there
+        text = read_small_text(manifest)
+        try:
+            started = json.loads(text) if text else None
+        except ValueError:
+            started = {"unreadable": True}
         if started == self.manifest and self.installed():
             return True
         if self.present() and not overwrite:
@@ -247,12 +245,10 @@ class RenderJob:
             if not overwrite:
                 raise FileExistsError(f"{self.work} holds a partial render with other settings; "
                                       "pass --overwrite to start over")
-            shutil.rmtree(self.work)
-        self.work.mkdir(exist_ok=True)
-        if not manifest.exists():
-            tmp = manifest.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.manifest, indent=1))
-            os.replace(tmp, manifest)
+            remove(self.work)
+        real_dir(self.work)
+        if started is None:
+            write_atomic(manifest, json.dumps(self.manifest, indent=1))
         return False
 
     def pending(self, shard_id: int, num_shards: int) -> list[int]:
@@ -315,8 +311,8 @@ class RenderJob:
             if not isinstance(out, np.ndarray):
                 out, mask = out.get(), mask.get()
             for i in range(len(faces)):
-                payloads["mask_out"].append(pool.submit(_encode, out[i], "JPEG"))
-                payloads["mask"].append(pool.submit(_encode, mask[i], "PNG"))
+                payloads["mask_out"].append(pool.submit(encode, out[i], "JPEG"))
+                payloads["mask"].append(pool.submit(encode, mask[i], "PNG"))
             headers += batch_headers
             done += len(faces)
             bar.update(len(faces))
@@ -340,16 +336,18 @@ class RenderJob:
                 w.abort()
             raise
         fallbacks = getattr(self.landmarks, "fallbacks", 0) - failed_before
-        self.done_path(c).write_text(json.dumps({"images": len(keys), "fallbacks": fallbacks}))
+        write_atomic(self.done_path(c), json.dumps({"images": len(keys), "fallbacks": fallbacks}))
 
     def fallbacks(self) -> int:
         """Faces of the finished chunks whose landmarks fell back to the template (the ``dlib`` source
         when its predictor failed on a face); read before :meth:`merge`, which removes the records."""
         total = 0
         for c in range(self.chunks):
-            done = self.done_path(c)
-            if done.exists() and done.read_text().strip():
-                total += int(json.loads(done.read_text()).get("fallbacks", 0))
+            text = read_small_text(self.done_path(c), 4096)
+            try:
+                total += int(json.loads(text).get("fallbacks", 0)) if text and text.strip() else 0
+            except (ValueError, TypeError, AttributeError):
+                continue
         return total
 
     def merge(self, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
@@ -370,11 +368,12 @@ class RenderJob:
                 try:
                     self._write_set(generation, progress)
                 except BaseException:
-                    shutil.rmtree(generation, ignore_errors=True)
+                    remove(generation)
                     raise
                 install(self.dir, generation, self.kind)
-            if self.work.exists():
-                os.replace(self.work, store_dir(self.dir, self.kind) / f"g-trash-{uuid.uuid4().hex[:8]}")
+            if self.work.exists() or self.work.is_symlink():
+                real_dir(self.work, create=False)
+                os.replace(self.work, writable_store(self.dir, self.kind) / f"g-trash-{uuid.uuid4().hex[:8]}")
             discard_stale(self.dir, self.kind)
         return self.finals()
 
@@ -395,4 +394,4 @@ class RenderJob:
                 for p in parts:
                     p.close()
         identity = {**self.manifest, "digest": self.digest, "id2": f"{self.id2:016x}"}
-        (generation / RENDER_MANIFEST).write_text(json.dumps(identity, indent=1, sort_keys=True))
+        write_atomic(generation / RENDER_MANIFEST, json.dumps(identity, indent=1, sort_keys=True))

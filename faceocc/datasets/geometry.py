@@ -21,7 +21,7 @@ import numpy as np
 from ..recordio import RecordDataset, RecordIOError
 from ..recordio.batch import BatchReader
 from .mask_alignment import check_alignment
-from .mask_sets import GEOMETRY, mask_paths, render_manifest
+from .mask_sets import GEOMETRY, mask_paths, open_set, render_manifest
 
 POINTS = 68
 GEOMETRY_DTYPE = np.dtype("<f2")
@@ -80,11 +80,11 @@ class GeometryReader:
     and labels of the same rows, and scaled from the set's image size to ``size`` (H, W)."""
 
     def __init__(self, data_dir: str | os.PathLike, size: tuple[int, int] | None = None) -> None:
-        path = geometry_path(data_dir)
-        if path is None:
+        opened = open_set(data_dir, GEOMETRY)
+        if opened is None:
             raise FileNotFoundError(f"{Path(data_dir)} has no face geometry for online 3D masks (mask3d.source: "
                                     f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
-        self.reader = BatchReader(RecordDataset(path))
+        self.reader = BatchReader(opened[NAME])
         made = (geometry_manifest(data_dir) or {}).get("size")
         h, w = size or made or (112, 112)
         mh, mw = made or (h, w)
@@ -93,6 +93,10 @@ class GeometryReader:
     @property
     def path(self) -> Path:
         return self.reader.dataset.rec_path
+
+    def check(self, train: RecordDataset) -> None:
+        """Refuse the set this reader reads when it is not aligned with ``train`` (the mask sets' rule)."""
+        check_alignment(train, {NAME: self.reader.dataset})
 
     def read(self, keys: np.ndarray, ids: np.ndarray | None = None, labels: np.ndarray | None = None) -> np.ndarray:
         """Landmarks [len(keys), 68, 3] float32 (pixels of ``size``) of ``keys``; with train.rec's ``ids``
@@ -124,13 +128,24 @@ def check_geometry(train: RecordDataset, data_dir: str | os.PathLike) -> Path:
     """The geometry set's record file, after checking it is aligned with ``train`` (the mask sets' rule:
     every image key, same ids and classes, one render identity); raises :class:`RecordIOError` naming
     file, key and offset, or :class:`FileNotFoundError` naming the command that makes it."""
-    path = geometry_path(data_dir)
-    if path is None:
+    opened = open_set(data_dir, GEOMETRY)
+    if opened is None:
         raise FileNotFoundError(f"{Path(data_dir)} has no face geometry for online 3D masks (mask3d.source: "
                                 f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
-    with RecordDataset(path) as ds:
+    with opened[NAME] as ds:
         check_alignment(train, {NAME: ds})
-    return path
+    return ds.rec_path
+
+
+def stored_geometry(data_dir: str | os.PathLike, train: RecordDataset, settings: dict) -> GeometryReader | None:
+    """A reader of the dataset's geometry set when it was made for this train.rec, image size and landmark
+    source (``settings``' ``train``, ``size``, ``landmarks``), so that a mask render need not find the
+    landmarks again (checked first: :func:`check_geometry`); None otherwise."""
+    made = geometry_manifest(data_dir)
+    if not made or any(made.get(k) != settings[k] for k in ("train", "size", "landmarks")):
+        return None
+    check_geometry(train, data_dir)
+    return GeometryReader(data_dir, tuple(settings["size"]))
 
 
 def geometry_status(data_dir: str | os.PathLike) -> dict:
