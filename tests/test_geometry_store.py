@@ -201,3 +201,18 @@ def test_reader_scales_to_the_loaders_size(dataset):
     np.testing.assert_allclose(half[..., 0], full[..., 0] * 0.75, rtol=1e-6)
     np.testing.assert_allclose(half[..., 1], full[..., 1] * 0.5, rtol=1e-6)
     np.testing.assert_allclose(half[..., 2], full[..., 2] * 0.75, rtol=1e-6)
+
+
+def test_pack_overwrite_removes_the_geometry_of_the_old_train_rec(dataset):
+    from conftest import jpeg_bytes, random_face
+
+    from faceocc.datasets.pack import write_insightface
+
+    assert _geometry(dataset) == 0
+    rng = np.random.default_rng(9)
+    items = [(label, jpeg_bytes(random_face(rng, 112))) for label in range(4) for _ in range(7)]
+    with pytest.raises(FileExistsError, match="mask_geometry"):
+        write_insightface(dataset, items)
+    write_insightface(dataset, items, overwrite=True)
+    assert not any((dataset / n).exists() or (dataset / n).is_symlink()
+                   for n in ("mask_geometry.rec", "mask_geometry.idx", ".faceocc-geometry"))
