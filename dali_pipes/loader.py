@@ -11,8 +11,9 @@ from typing import Any, Literal
 import numpy as np
 from faceocc.ops import FaceOccluder, Kind
 from faceocc.ops.options import Device, check_option
-from faceocc.ops.profiles import Profile
+from faceocc.ops.profiles import Profile, load_profile
 
+from faceocc.datasets.geometry import GeometryReader
 from faceocc.datasets.mask_alignment import check_alignment
 from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
@@ -88,7 +89,8 @@ class FaceOcclusionLoader:
 
     Args:
         data_dir: folder with ``train.rec``/``train.idx`` (any of the three RecordIO layouts), or a
-            ``.rec`` path; ``mask_out.rec``/``mask.rec`` beside it feed the ``mask3d`` kind.
+            ``.rec`` path; ``mask_out.rec``/``mask.rec`` beside it feed the ``mask3d`` kind (or, with the
+            profile's ``mask3d.source: online``, ``mask_geometry.rec``: ``faceocc render DIR --geometry-only``).
         batch_size: images per batch (per shard).
         device: ``"gpu"`` (decoding and occlusion on ``LOCAL_RANK``'s GPU, needs CuPy) or ``"cpu"``
             (DALI's CPU decoder and the NumPy twin).
@@ -145,15 +147,23 @@ class FaceOcclusionLoader:
             raise ValueError("dtype must be torch.float32 or torch.float16")
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
         self.data_dir = Path(data_dir)
+        profile = load_profile(profile)          # where its 3D masks come from: records, or stored geometry
+        self.online = profile.mask3d.source == "online" and profile.kind_probabilities()[Kind.MASK3D] > 0
         self._train = RecordDataset(self.data_dir)
         self._masks = None
+        self._geometry = None
         try:
-            self._masks = masks = open_set(self.data_dir)
-            if masks is not None:
-                check_alignment(self._train, masks)
+            if self.online:                      # missing or misaligned: refused, naming the command
+                self._geometry = GeometryReader(self.data_dir, self.out_size)
+                self._geometry.check(self._train)
+            else:
+                self._masks = open_set(self.data_dir)
+                if self._masks is not None:
+                    check_alignment(self._train, self._masks)
         except BaseException:
             self._close_files()
             raise
+        masks = self._masks
         keys = self._train.image_keys.copy()
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
@@ -161,7 +171,7 @@ class FaceOcclusionLoader:
         self.batch_size = batch_size
         extra = {"device_id": self.device_id} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
-                                     has_masks=masks is not None, dtype=np_dtype,
+                                     has_masks=self.online or masks is not None, dtype=np_dtype,
                                      **extra)  # on the CPU, HandOff spreads batches over threads
         self.read_masks = masks is not None and self.occluder.profile.kind_probabilities()[Kind.MASK3D] > 0
         self.on_bad_image = on_bad_image
@@ -179,6 +189,8 @@ class FaceOcclusionLoader:
     def _close_files(self) -> None:
         for ds in [self._train, *(self._masks or {}).values()]:
             ds.close()
+        if self._geometry is not None:
+            self._geometry.close()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -191,7 +203,8 @@ class FaceOcclusionLoader:
     def _new_source(self) -> RecordBatchSource:
         """The record source from the next batch on, leaving out the images found bad so far."""
         source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
-                                   self._next, self.read_masks, (self._train, self._masks), self.max_pixels)
+                                   self._next, self.read_masks, (self._train, self._masks), self.max_pixels,
+                                   self._geometry)
         source.bad_train, source.bad_masks = self._bad
         return source
 

@@ -25,7 +25,7 @@ from faceocc.ops import FaceOccluder
 from faceocc.ops.buffers import BufferPool
 from faceocc.ops.params import PARAM_DTYPE
 
-from .source import ROW, RecordBatchSource
+from .source import GEOMETRY_META, META_BYTES, ROW, RecordBatchSource, meta_geometry
 
 OUTPUTS = ("img", "msk", "ori", "label", "kind", "key")
 CPU_OUTPUTS = ("kind", "meta")                             # CPU mode: img/msk/ori via HandOff.ready
@@ -34,14 +34,21 @@ RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: th
 
 
 def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, masks: Any, stream: Any = None,
-                   host_params: np.ndarray | None = None) -> dict:
+                   host_params: np.ndarray | None = None, geometry: Any = None) -> dict:
     """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
     uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
     masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
     on CuPy's current stream, with every option of ``occ``'s profile (``FaceOccluder.apply_device``).
     ``host_params``: the same rows on the host, when the caller has them (``ori: occluded`` reads the
-    table there instead of copying it back from the device). Returns ``img``, ``msk``, ``ori``,
-    ``kind`` as CuPy arrays."""
+    table there instead of copying it back from the device). With online 3D masks, the landmarks
+    [N, 68, 3] come as ``geometry`` or in the ``meta`` rows (:func:`dali_pipes.source.pack_meta`) and the
+    masks are rasterized first, on the same stream. Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy
+    arrays."""
+    if geometry is None and getattr(occ, "online", None) is not None and params.shape[1] >= META_BYTES + GEOMETRY_META:
+        import cupy as cp
+
+        geometry = cp.ascontiguousarray(params[:, META_BYTES:META_BYTES + GEOMETRY_META]).view(cp.float32)
+        geometry = geometry.reshape(len(params), 68, 3)
     if params.shape[1] != ROW:
         params = params[:, :ROW]
     extra = {}
@@ -50,6 +57,8 @@ def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, mask
         extra["table"] = rows.view(PARAM_DTYPE).ravel()
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
+    if geometry is not None:
+        extra["geometry"] = geometry
     if stream is None:
         return occ.apply_device(faces, params, masked, masks, **extra)
     with stream:
@@ -75,7 +84,8 @@ class OcclusionStep:
     rows (the first ``ROW`` bytes of each ``params`` sample), splits per sample. Outputs img, msk,
     ori and, with ``kind=True``, kind. On the CPU, ``threads`` > 1 applies contiguous row ranges in
     parallel (the apply step is per row, so the result is the same) and hands out their rows
-    without joining them first."""
+    without joining them first. With an occluder of online 3D masks, the third input is each face's
+    landmarks [68, 3] (float32) instead of masked faces and masks."""
 
     def __init__(self, occluder: FaceOccluder, kind: bool = True, threads: int = 1) -> None:
         self.occluder = occluder
@@ -92,6 +102,10 @@ class OcclusionStep:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.threads)
+        if self.occluder.online is not None:
+            geometry = np.stack(masked).astype(np.float32, copy=False).reshape(len(table), 68, 3)
+            return self.occluder.apply_parts(faces, table, alloc=self._buffers, pool=self._pool,
+                                             threads=self.threads, geometry=geometry)
         rows = np.flatnonzero(table["m3d_slot"] >= 0)
         return self.occluder.apply_parts(faces, table, aligned(masked, rows, self._buffers),
                                          aligned(masks, rows, self._buffers), alloc=self._buffers, pool=self._pool,
@@ -104,8 +118,13 @@ class OcclusionStep:
             import cupy as cp
 
             xp = cp
-            out = occlude_device(occ, cp.stack(faces), cp.stack(params), None if masked is None else cp.stack(masked),
-                                 None if masks is None else cp.stack(masks))
+            if occ.online is not None:      # the third input: landmarks
+                geometry = cp.stack(masked).astype(cp.float32).reshape(len(faces), 68, 3)
+                out = occlude_device(occ, cp.stack(faces), cp.stack(params), None, None, geometry=geometry)
+            else:
+                out = occlude_device(occ, cp.stack(faces), cp.stack(params),
+                                     None if masked is None else cp.stack(masked),
+                                     None if masks is None else cp.stack(masks))
             parts = [out]
         else:
             xp = np
@@ -144,12 +163,15 @@ class HandOff:
     def __call__(self, faces: list, meta: list, masked: list | None = None, masks: list | None = None) -> list:
         from .source import unpack_meta
 
-        table, _, keys = unpack_meta(np.stack(meta))
+        rows_meta = np.stack(meta)
+        table, _, keys = unpack_meta(rows_meta)
+        geometry = meta_geometry(rows_meta)                # online 3D masks: landmarks, else None
         n = len(table)
         rows = np.flatnonzero(table["m3d_slot"] >= 0)     # only these rows hold full masked faces and masks
         masked, masks = aligned(masked, rows, self.buffers), aligned(masks, rows, self.buffers)
         stacked = np.stack(faces, out=self.buffers((n, *np.shape(faces[0])), np.uint8))
-        job = self._pool.submit(self.occluder.apply, stacked, table, masked, masks, alloc=self.buffers)
+        job = self._pool.submit(self.occluder.apply, stacked, table, masked, masks, alloc=self.buffers,
+                                geometry=geometry)
         self.ready.append((keys, job))
         return list(table["kind"].astype(np.int8).reshape(n, 1))
 
@@ -163,7 +185,7 @@ class HandOff:
 
 
 def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,
-                 kind: bool = True, threads: int = 1) -> tuple:
+                 kind: bool = True, threads: int = 1, geometry: Any = None) -> tuple:
     """The occlusion as a DALI operator inside a user's pipeline definition (a ``fn.python_function``
     with ``batch_processing=True``): CuPy kernels on the occluder's GPU, the NumPy twin on the CPU.
 
@@ -178,6 +200,10 @@ def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = 
             samples are never read and may be any size); ``None`` when the table has no such rows.
         kind: also return each sample's kind code.
         threads: CPU threads that share each batch's rows.
+        geometry: with an occluder of online 3D masks (profile ``mask3d.source: online``), instead of
+            ``masked``/``masks``: a DataNode of each face's landmarks [68, 3] float32 (zeros for rows
+            without a 3D mask; ``faceocc.datasets.geometry.GeometryReader`` reads a dataset's); the mask
+            is rasterized in the same step.
 
     Returns:
         DataNodes ``img``, ``msk``, ``ori`` (and ``kind`` with ``kind=True``), as
@@ -201,7 +227,10 @@ def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = 
     """
     from nvidia.dali import fn
 
-    extra = () if masked is None else (masked, masks)
+    if (occluder.online is not None) != (geometry is not None):
+        raise ValueError("an occluder with online 3D masks needs geometry= (and no masked/masks); one with "
+                         "offline masks takes masked/masks, not geometry")
+    extra = (geometry,) if geometry is not None else () if masked is None else (masked, masks)
     step = OcclusionStep(occluder, kind, threads)
     return fn.python_function(faces, params, *extra, function=step, batch_processing=True,
                               num_outputs=4 if kind else 3, device=occluder.device)

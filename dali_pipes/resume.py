@@ -29,7 +29,10 @@ def stream_identity(loader: Any) -> dict:
     profile = json.dumps(dataclasses.asdict(occ.profile), sort_keys=True, default=list).encode()
     bank = occ.bank
     groups = json.dumps({k: v.tolist() for k, v in sorted(bank.groups.items())}).encode()
-    masks = loader._masks
+    masks = loader._masks                      # online 3D masks: the geometry set stands in for the mask set
+    geometry = getattr(loader, "_geometry", None)
+    if masks is None and geometry is not None:
+        masks = {"mask_geometry": geometry.reader.dataset}
     return {
         "format": STATE_FORMAT,
         "dataset": train_fingerprint(loader._train),

@@ -21,6 +21,7 @@ import numpy as np
 from faceocc.ops.params import PARAM_DTYPE
 from faceocc.ops.sampler import BatchTables, Sampler
 
+from faceocc.datasets.geometry import GeometryReader
 from faceocc.datasets.mask_alignment import check_alignment  # noqa: F401 - check_alignment re-exported
 from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
@@ -31,23 +32,38 @@ from .order import ShardOrder
 
 ROW = PARAM_DTYPE.itemsize
 META_BYTES = ROW + 16
+GEOMETRY_META = 68 * 3 * 4      # online 3D masks: the row's landmarks [68, 3] float32 after label and key
 
 
-def pack_meta(table: np.ndarray, labels: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """``[N, META_BYTES]`` uint8 rows: the parameter row, then label and key as little-endian int64."""
+def pack_meta(table: np.ndarray, labels: np.ndarray, keys: np.ndarray, geometry: np.ndarray | None = None
+              ) -> np.ndarray:
+    """``[N, META_BYTES]`` uint8 rows: the parameter row, then label and key as little-endian int64; with
+    ``geometry`` (online 3D masks: landmarks [N, 68, 3]), ``GEOMETRY_META`` more bytes of float32."""
     n = len(table)
-    meta = np.empty((n, META_BYTES), np.uint8)
+    meta = np.empty((n, META_BYTES + (0 if geometry is None else GEOMETRY_META)), np.uint8)
     meta[:, :ROW] = np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8).reshape(n, ROW)
-    meta[:, ROW:] = np.stack([labels, keys], axis=1).astype("<i8").view(np.uint8).reshape(n, 16)
+    meta[:, ROW:META_BYTES] = np.stack([labels, keys], axis=1).astype("<i8").view(np.uint8).reshape(n, 16)
+    if geometry is not None:
+        meta[:, META_BYTES:] = np.ascontiguousarray(geometry, "<f4").view(np.uint8).reshape(n, GEOMETRY_META)
     return meta
 
 
 def unpack_meta(meta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(parameter table, labels int64, keys int64) of ``meta`` rows (NumPy)."""
-    meta = np.ascontiguousarray(meta).reshape(-1, META_BYTES)
+    """(parameter table, labels int64, keys int64) of ``meta`` rows [N, width] (NumPy)."""
+    meta = np.ascontiguousarray(meta)
+    meta = meta.reshape(len(meta), -1)
     table = np.ascontiguousarray(meta[:, :ROW]).view(PARAM_DTYPE).reshape(-1)
-    ints = np.ascontiguousarray(meta[:, ROW:]).view("<i8")
+    ints = np.ascontiguousarray(meta[:, ROW:META_BYTES]).view("<i8")
     return table, ints[:, 0].astype(np.int64), ints[:, 1].astype(np.int64)
+
+
+def meta_geometry(meta: np.ndarray) -> np.ndarray | None:
+    """The landmarks [N, 68, 3] float32 in ``meta`` rows [N, width] (NumPy), or None without them."""
+    meta = np.asarray(meta)
+    meta = meta.reshape(len(meta), -1)
+    if meta.shape[1] == META_BYTES:
+        return None
+    return np.ascontiguousarray(meta[:, META_BYTES:META_BYTES + GEOMETRY_META]).view("<f4").reshape(-1, 68, 3)
 
 
 class Records(NamedTuple):
@@ -59,6 +75,7 @@ class Records(NamedTuple):
     m3d: np.ndarray
     train: Batch
     masks: dict[str, Batch]
+    geometry: np.ndarray | None = None     # online 3D masks: landmarks [N, 68, 3] (zero where no mask)
 
 
 class RecordBatchSource:
@@ -73,11 +90,13 @@ class RecordBatchSource:
     train.rec is checked once, by :func:`check_alignment` when the loader is built; each batch checks
     the rows it reads again.
 
-    ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d). ``datasets``:
-    train.rec and the mask set (``{"mask_out": ..., "mask": ...}`` or None) already open, to keep
-    reading those very files (the loader opens them once); default: opened here from ``data_dir``.
-    An image over ``max_pixels`` pixels raises :class:`ImageDecodeError` naming file, key and offset
-    before it is decoded.
+    ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d, or draws online
+    masks). ``datasets``: train.rec and the mask set (``{"mask_out": ..., "mask": ...}`` or None) already
+    open, to keep reading those very files (the loader opens them once); default: opened here from
+    ``data_dir``. An image over ``max_pixels`` pixels raises :class:`ImageDecodeError` naming file, key and
+    offset before it is decoded. ``geometry`` (online 3D masks: a
+    :class:`~faceocc.datasets.geometry.GeometryReader`): the landmarks of the 3D-mask rows, checked
+    against train.rec's ids and labels, travel in ``meta`` (:func:`pack_meta`), zero for the other rows.
 
     ``bad_train`` / ``bad_masks``: keys whose image (or, for rows with a 3D mask, whose masked face or
     mask) cannot be decoded; such a row is served with the nearest earlier usable row of the same
@@ -88,7 +107,7 @@ class RecordBatchSource:
     def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, sampler: Sampler, seed: int,
                  start: int = 0, read_masks: bool = True,
                  datasets: tuple[RecordDataset, dict[str, RecordDataset] | None] | None = None,
-                 max_pixels: int | None = MAX_PIXELS) -> None:
+                 max_pixels: int | None = MAX_PIXELS, geometry: GeometryReader | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.order = order
         self.sampler = sampler
@@ -99,6 +118,7 @@ class RecordBatchSource:
         self.train = BatchReader(train)
         masks = masks if read_masks else None
         self.masks = None if masks is None else {k: BatchReader(ds) for k, ds in masks.items()}
+        self.geometry = geometry
         self.tables = BatchTables(sampler, seed)
         self.bad_train: set[int] = set()
         self.bad_masks: set[int] = set()
@@ -167,7 +187,12 @@ class RecordBatchSource:
                                         "re-render the masks", reader.dataset.rec_path, int(keys[row]))
                 self._refuse_oversized(reader, got, keys[rows])
                 masks[name] = got
-        return Records(keys, table, m3d, train, masks)
+        geometry = None
+        if self.geometry is not None:
+            rows = np.flatnonzero(m3d)
+            geometry = np.zeros((len(keys), 68, 3), np.float32)
+            geometry[rows] = self.geometry.read(keys[rows], train.ids[rows], train.labels[rows])
+        return Records(keys, table, m3d, train, masks, geometry)
 
     def _refuse_oversized(self, reader: BatchReader, got: Batch, keys: np.ndarray) -> None:
         """Raise :class:`ImageDecodeError` for the first image of ``got`` over ``max_pixels``."""
@@ -181,7 +206,7 @@ class RecordBatchSource:
         """The outputs of global batch (epoch, batch), dense arrays or, for the images of a batch with one
         very long record, lists of rows (see the class docstring)."""
         r = self.read(epoch, batch)
-        out = (*r.train.encoded(), pack_meta(r.table, r.train.labels, r.keys))
+        out = (*r.train.encoded(), pack_meta(r.table, r.train.labels, r.keys, r.geometry))
         if self.masks is None:
             return out
         extra = [r.m3d]

@@ -38,6 +38,7 @@ def _print_info(info: dict) -> None:
     print(f"encodings   {info['encodings']} (sample of {info['sampled']})")
     print(f"sizes       {info['sizes']}")
     print(f"masks       {_masks_line(info.get('masks') or {})}")
+    print(f"geometry    {_geometry_line(info.get('geometry') or {})}")
 
 
 def _masks_line(masks: dict) -> str:
@@ -52,6 +53,17 @@ def _masks_line(masks: dict) -> str:
     else:
         made = "MSML layout, no render identity" if masks.get("layout") == "msml" else "no render identity"
     return f"mask_out.rec + mask.rec present, aligned with train.rec; {made}"
+
+
+def _geometry_line(geometry: dict) -> str:
+    """The geometry set of online masks as the loader will treat it (``faceocc.datasets.geometry``)."""
+    if not geometry.get("present"):
+        return "none (online 3D masks need it: faceocc render DIR --geometry-only)"
+    if geometry.get("problem"):
+        return f"REFUSED by the loader: {geometry['problem']}"
+    render = geometry.get("render") or {}
+    return (f"mask_geometry.rec present, aligned with train.rec; landmarks {render.get('landmarks')}, "
+            f"{render.get('bytes')} bytes a face")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -138,13 +150,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from faceocc.dali_pipes.placement import distributed_placement, local_gpu
+    from faceocc.render.geometry_job import GeometryJob
     from faceocc.render.job import RenderJob
 
+    job_class = GeometryJob if args.geometry_only else RenderJob
+    only = " --geometry-only" if args.geometry_only else ""
     if args.target[0] == "merge":
         if len(args.target) != 2:
-            print("usage: faceocc render merge DIR", file=sys.stderr)
+            print(f"usage: faceocc render merge DIR{only}", file=sys.stderr)
             return 2
-        with RenderJob.resume(args.target[1]) as job:
+        with job_class.resume(args.target[1]) as job:
             for path in job.merge(overwrite=args.overwrite).values():
                 print(f"wrote {path}")
         return 0
@@ -152,20 +167,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         print("usage: faceocc render DIR [options] | faceocc render merge DIR", file=sys.stderr)
         return 2
     shard_id, num_shards, local = distributed_placement(args.shard_id, args.num_shards)
-    with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
+    with job_class(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
                    args.batch_size, args.workers, args.landmark_model, max_pixels=args.max_pixels,
                    device_id=local_gpu(local) if args.device == "gpu" else None) as job:  # torchrun: a GPU per rank
         rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
         if args.landmarks == "dlib":
             print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "
-                  f"(dlib's points did not fit a face); {rendered} rendered now")
+                  f"(dlib's points did not fit a face); {rendered} done now")
         if num_shards == 1:
             for path in job.merge(overwrite=args.overwrite).values():
                 print(f"wrote {path}")
         else:
             left = len(job.pending(shard_id, num_shards))
             print(f"shard {shard_id}/{num_shards} done ({left} chunks left); when every shard is done: "
-                  f"faceocc render merge {args.target[0]}")
+                  f"faceocc render merge {args.target[0]}{only}")
     return 0
 
 
@@ -229,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="template: the mean face on the ArcFace template (no model); dlib: each face's own "
                         "68 points, pose fitted (pip install faceocc[landmarks]); insightface: 1k3d68.onnx")
     s.add_argument("--landmark-model", default=None, help="path of 1k3d68.onnx (insightface landmarks)")
+    s.add_argument("--geometry-only", action="store_true",
+                   help="store each face's geometry (mask_geometry.rec, < 512 bytes a face) instead of masks: "
+                        "the loader then renders a new mask every epoch (profile mask3d.source: online)")
     s.add_argument("--textures", default=None, help="folder of mask textures (default: insightface's)")
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     s.add_argument("--seed", type=NATURAL, default=0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from faceocc.datasets.geometry import GeometryReader, geometry_path
 from faceocc.datasets.mask_sets import mask_paths
 from faceocc.ops import KIND_NAMES, FaceOccluder, Kind, load_profile
 from faceocc.ops.options import Device
@@ -33,9 +34,7 @@ def load_faces(data_dir: str | os.PathLike, n: int, size: tuple[int, int] = (112
                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``n`` faces drawn from the dataset (with their masked faces and masks when records exist)."""
     with RecordDataset(data_dir) as ds:
-        if len(ds) == 0:
-            raise ValueError(f"{data_dir} holds no image records")
-        keys = np.random.default_rng(seed).choice(ds.image_keys, size=n, replace=len(ds) < n)
+        keys = _keys(ds, n, seed)
         faces = np.stack([_sized(read_image(ds, int(k))[1], size) for k in keys])
     paths = mask_paths(data_dir)
     if paths is None:
@@ -44,6 +43,28 @@ def load_faces(data_dir: str | os.PathLike, n: int, size: tuple[int, int] = (112
         masked = np.stack([_sized(read_image(mo, int(k))[1], size) for k in keys])
         masks = np.stack([_sized(read_image(mk, int(k), gray=True)[1], size) for k in keys])
     return faces, masked, masks
+
+
+def _keys(ds: RecordDataset, n: int, seed: int) -> np.ndarray:
+    """The ``n`` image keys a sheet shows (drawn with ``seed``)."""
+    if len(ds) == 0:
+        raise ValueError(f"{ds.rec_path} holds no image records")
+    return np.random.default_rng(seed).choice(ds.image_keys, size=n, replace=len(ds) < n)
+
+
+def load_geometry(data_dir: str | os.PathLike, n: int, size: tuple[int, int] = (112, 112), seed: int = 0
+                  ) -> np.ndarray | None:
+    """The stored landmarks [n, 68, 3] (online 3D masks) of :func:`load_faces`'s faces, or None without a
+    geometry set."""
+    if geometry_path(data_dir) is None:
+        return None
+    with RecordDataset(data_dir) as ds:
+        keys = _keys(ds, n, seed)
+    reader = GeometryReader(data_dir, size)
+    try:
+        return reader.read(keys)
+    finally:
+        reader.close()
 
 
 def _to_uint8(chw: np.ndarray, normalized: bool) -> np.ndarray:
@@ -78,10 +99,13 @@ def kind_sheet(rows: list[tuple[str, list[np.ndarray]]], size: tuple[int, int], 
 def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: str = "ms1m",
                  device: Device = "cpu", occluders: str | None = None, per_kind: int = 4, seed: int = 0,
                  size: tuple[int, int] = (112, 112)) -> Path:
-    """Write a PNG contact sheet for every kind the dataset allows; returns its path."""
+    """Write a PNG contact sheet for every kind the dataset allows; returns its path. With the profile's
+    ``mask3d.source: online``, the 3D masks are rendered from the dataset's geometry set."""
     faces, masked, masks = load_faces(data_dir, per_kind * len(Kind), size, seed)
     base = load_profile(profile)
-    kinds = [k for k in Kind if k != Kind.MASK3D or masks is not None]
+    online = base.mask3d.source == "online"
+    geometry = load_geometry(data_dir, len(faces), size, seed) if online else None
+    kinds = [k for k in Kind if k != Kind.MASK3D or (geometry is not None if online else masks is not None)]
     rows = []
     for r, kind in enumerate(kinds):
         only = dataclasses.replace(base, kinds={KIND_NAMES[kind]: 1.0})
@@ -89,14 +113,16 @@ def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: s
             warnings.simplefilter("ignore", UserWarning)
             occ = FaceOccluder(profile=only, occluders=occluders, size=size, device=device, seed=seed + r)
         sel = slice(r * per_kind, (r + 1) * per_kind)
-        args = (masked[sel], masks[sel]) if kind == Kind.MASK3D else (None, None)
+        args = (masked[sel], masks[sel]) if kind == Kind.MASK3D and not online else (None, None)
+        geo = geometry[sel] if kind == Kind.MASK3D and online else None
         if device == "gpu":
             import cupy as cp
 
-            result = occ(cp.asarray(faces[sel]), *(None if a is None else cp.asarray(a) for a in args))
+            result = occ(cp.asarray(faces[sel]), *(None if a is None else cp.asarray(a) for a in args),
+                         geometry=None if geo is None else cp.asarray(geo))
             result = {k: cp.asnumpy(v) for k, v in result.items()}
         else:
-            result = occ(faces[sel], *args)
+            result = occ(faces[sel], *args, geometry=geo)
         rows.append((KIND_NAMES[kind], [triptych(result["img"][c], result["msk"][c], result["ori"][c],
                                                  base.normalize) for c in range(per_kind)]))
     out = Path(out)

@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 
 from .atlas import OccluderBank, default_bank
-from .host import apply_parts, join_parts
+from .host import apply_parts, join_parts, row_ranges
+from .kinds import Kind
+from .online import OnlineMasks
 from .options import Device, check_option
+from .params import render_rows
 from .profiles import Profile, load_profile
 from .sampler import BatchTables, Sampler
 from .settings import ApplySettings
@@ -35,15 +38,18 @@ class FaceOccluder:
         device: ``"cpu"`` (NumPy twin, NumPy arrays) or ``"gpu"`` (CUDA kernels, CuPy or NumPy arrays in,
             CuPy arrays out).
         seed: the seed of every table (with shard, epoch and batch).
-        has_masks: whether offline 3D-mask renders come with the faces; without them the profile's
-            mask3d share goes to the other kinds (with a warning).
+        has_masks: whether 3D masks can be made: offline renders come with the faces (``masked_faces``,
+            ``masks``), or, with the profile's ``mask3d.source: online``, their geometry (``geometry``:
+            each face's landmarks, from which the mask is rendered in the apply step); without, the
+            profile's mask3d share goes to the other kinds (with a warning).
         dtype: ``img``/``ori`` dtype, ``np.float32`` or ``np.float16``.
         threads: CPU only: each batch's rows split over this many threads (same result).
         device_id: GPU only: the CUDA device that holds the atlas and runs every launch (default the
             current one; the pipeline's device, ``LOCAL_RANK`` under torchrun).
 
     Attributes ``profile`` (validated), ``settings`` (:class:`~ops.settings.ApplySettings`, the apply
-    step's fixed inputs) and ``sampler`` are set once.
+    step's fixed inputs), ``sampler`` and ``online`` (:class:`~ops.online.OnlineMasks` with online 3D
+    masks, else None) are set once.
 
     Example:
         >>> import numpy as np
@@ -69,7 +75,10 @@ class FaceOccluder:
             self.bank = occluders
         else:
             self.bank = default_bank(occluders, layout=prof.atlas_layout())
-        self.sampler = Sampler(prof, self.bank, size)
+        self.online = None
+        if prof.mask3d.source == "online" and prof.kind_probabilities()[Kind.MASK3D] > 0:
+            self.online = OnlineMasks(prof.mask3d.render, device, device_id)
+        self.sampler = Sampler(prof, self.bank, size, self.online.textures if self.online else 0)
         self.tables = BatchTables(self.sampler, seed)
         self.profile = self.sampler.profile
         self.size = tuple(size)
@@ -110,6 +119,26 @@ class FaceOccluder:
         if ori_table is not None and len(ori_table) != n:
             raise ValueError(f"ori_table has {len(ori_table)} rows for {n} faces")
 
+    def _renders(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, geometry: Any,
+                 alloc: Any = None, pool: ThreadPoolExecutor | None = None, threads: int = 1) -> tuple[Any, Any]:
+        """The 3D-mask renders aligned with the faces: the offline ones given, or (online) rasterized from
+        ``geometry`` for the rows with a render (``ops.online``), on this occluder's device."""
+        if self.online is None:
+            if geometry is not None:
+                raise ValueError("geometry= is for online 3D masks (profile mask3d.source: online); this "
+                                 "occluder's 3D masks come as masked_faces/masks")
+            return masked_faces, masks
+        if masked_faces is not None or masks is not None:
+            raise ValueError("this occluder renders its 3D masks online (mask3d.source: online): pass "
+                             "geometry= (the faces' landmarks), not masked_faces/masks")
+        self.online.check(table, geometry)
+        if not self.online.drawn(table).size:
+            return None, None
+        if self._gpu is not None:
+            return self.online.render_device(faces, geometry, render_rows(table))
+        parts = row_ranges(len(table), threads) if pool is not None else None
+        return self.online.host(np.asarray(faces), table, geometry, alloc or np.empty, pool, parts)
+
     def _ori_table(self, table: np.ndarray, ori_table: np.ndarray | None = None) -> np.ndarray | None:
         """The table whose img is the ``ori`` output: ``ori_table`` (default :meth:`sample_ori` of ``table``
         with the profile's ``ori: occluded``) with the img's flip; None for the clean face."""
@@ -120,16 +149,19 @@ class FaceOccluder:
         return ori_table
 
     def apply(self, faces: Any, table: np.ndarray, masked_faces: Any = None, masks: Any = None,
-              ori_table: np.ndarray | None = None, alloc: Any = None) -> dict:
+              ori_table: np.ndarray | None = None, alloc: Any = None, geometry: Any = None) -> dict:
         """Outputs ``img``, ``msk``, ``ori``, ``kind`` for a batch [N, H, W, 3] and its table. With the
         profile's ``ori: occluded`` (or an explicit ``ori_table``), ``ori`` is :meth:`sample_ori`'s
         table applied to the clean faces with the img's flip and no lighting, as MSML's ``ori``.
         On the CPU, ``alloc(shape, dtype)`` (default ``np.empty``; e.g. an ``ops.buffers.BufferPool``)
-        gives the arrays the outputs are written to."""
+        gives the arrays the outputs are written to. 3D masks: offline renders aligned with the faces
+        (``masked_faces`` [N, H, W, 3], ``masks`` [N, H, W]), or with online masks ``geometry``, the
+        faces' landmarks [N, 68, 3] (``faceocc.datasets.geometry.GeometryReader`` reads a dataset's)."""
         if self._gpu is None:
             alloc = alloc or np.empty
             return join_parts(self.apply_parts(faces, table, masked_faces, masks, ori_table, alloc=alloc,
-                                               pool=self._pool, threads=self.threads), alloc)
+                                               pool=self._pool, threads=self.threads, geometry=geometry), alloc)
+        masked_faces, masks = self._renders(faces, table, masked_faces, masks, geometry)
         self._check(faces, table, masked_faces, masks, ori_table)
         out = self._gpu.apply(faces, table, masked_faces, masks, self.settings)
         ori_table = self._ori_table(table, ori_table)
@@ -139,14 +171,15 @@ class FaceOccluder:
 
     def apply_parts(self, faces: np.ndarray, table: np.ndarray, masked_faces: np.ndarray | None = None,
                     masks: np.ndarray | None = None, ori_table: np.ndarray | None = None, *, alloc: Any = None,
-                    pool: ThreadPoolExecutor | None = None, threads: int = 1) -> list[dict]:
+                    pool: ThreadPoolExecutor | None = None, threads: int = 1, geometry: Any = None) -> list[dict]:
         """The CPU path of :meth:`apply`, its rows split into contiguous parts (``ops.host.row_ranges``)
         applied on ``pool``'s ``threads`` threads: one output dict per part, in row order, not joined
         (what a DALI step hands out row by row). The parts together equal :meth:`apply`'s outputs."""
         if self._gpu is not None:
             raise ValueError("apply_parts is the CPU path; this occluder runs on the GPU (use apply)")
-        self._check(faces, table, masked_faces, masks, ori_table)
         faces, alloc = np.asarray(faces), alloc or np.empty
+        masked_faces, masks = self._renders(faces, table, masked_faces, masks, geometry, alloc, pool, threads)
+        self._check(faces, table, masked_faces, masks, ori_table)
         run = dict(settings=self.settings, pool=pool, threads=threads, alloc=alloc)
         parts = apply_parts(faces, table, self.bank.atlas, masked_faces, masks, **run)
         ori_table = self._ori_table(table, ori_table)
@@ -156,11 +189,20 @@ class FaceOccluder:
         return parts
 
     def apply_device(self, faces: Any, params: Any, masked_faces: Any = None, masks: Any = None,
-                     table: np.ndarray | None = None) -> dict:
+                     table: np.ndarray | None = None, geometry: Any = None) -> dict:
         """The GPU path of :meth:`apply` for a table already on the device (uint8 rows [N, row bytes]),
         with the profile's options and ``ori: occluded``; what a DALI pipeline on the GPU calls.
         ``table``: the same rows on the host when the caller has them (``ori: occluded`` needs them
-        there; without, they are copied back from the device)."""
+        there; without, they are copied back from the device). With online 3D masks, ``geometry``
+        (device landmarks [N, 68, 3]) instead of ``masked_faces``/``masks``: the masks are rasterized
+        over the batch's rows by the kernels, with no copy to the host."""
+        if self.online is not None:
+            if geometry is None or masked_faces is not None:
+                raise ValueError("this occluder renders its 3D masks online (mask3d.source: online): pass "
+                                 "geometry= (the faces' landmarks on the device), not masked_faces/masks")
+            masked_faces, masks = self.online.device(faces, params, geometry)
+        elif geometry is not None:
+            raise ValueError("geometry= is for online 3D masks (profile mask3d.source: online)")
         out = self._gpu.apply_device(faces, params, masked_faces, masks, self.settings)
         if self.profile.ori == "occluded":
             if table is None:
@@ -177,6 +219,7 @@ class FaceOccluder:
         return self.sampler.sample_ori(len(table), rng)
 
     def __call__(self, faces: Any, masked_faces: Any = None, masks: Any = None, shard: int = 0,
-                 epoch: int = 0, batch: int = 0) -> dict:
+                 epoch: int = 0, batch: int = 0, geometry: Any = None) -> dict:
         """Sample and apply in one call."""
-        return self.apply(faces, self.sample(len(faces), shard, epoch, batch), masked_faces, masks)
+        return self.apply(faces, self.sample(len(faces), shard, epoch, batch), masked_faces, masks,
+                          geometry=geometry)

@@ -26,6 +26,12 @@ struct Params {
   unsigned int noise_seed;
   int light;
   float light_params[4];
+  int render_texture;
+  float render_top;
+  float render_ambient;
+  float render_gain;
+  float render_light[3];
+  float render_tint[3];
 };
 
 #ifdef FO_PARAM_SIZE

@@ -41,8 +41,20 @@ PARAM_FIELDS = [
     ("noise_seed", np.uint32),
     ("light", np.int32),           # 1: face lighting on
     ("light_params", np.float32, 4),  # centre x, y, gain, sigma
+    # an online 3D mask (``mask3d.source: online``; ops.raster): the render row, -1 texture = none
+    ("render_texture", np.int32),  # texture index
+    ("render_top", np.float32),    # top edge: fraction of the way from the nose tip up to the bridge
+    ("render_ambient", np.float32),
+    ("render_gain", np.float32),
+    ("render_light", np.float32, 3),  # unit vector towards the light
+    ("render_tint", np.float32, 3),   # per-channel factor of the texture colour
 ]
 PARAM_DTYPE = np.dtype(PARAM_FIELDS, align=True)
+
+# the render fields as a struct of their own (raster.cu's RenderParams): the same bytes, in the same order
+RENDER_FIELDS = [(name[len("render_"):], *rest) for name, *rest in PARAM_FIELDS if name.startswith("render_")]
+RENDER_DTYPE = np.dtype(RENDER_FIELDS, align=True)
+RENDER_OFFSET = PARAM_DTYPE.fields["render_texture"][1]
 
 M3D_NONE, M3D_LIGHT, M3D_NOISE, M3D_BLOCK = 0, 1, 2, 3
 
@@ -51,7 +63,14 @@ def empty_params(n: int) -> np.ndarray:
     """A table of ``n`` rows meaning 'no occluder, no flip, no lighting'."""
     table = np.zeros(n, PARAM_DTYPE)
     table["m3d_slot"] = -1
+    table["render_texture"] = -1
     return table
+
+
+def render_rows(table: np.ndarray) -> np.ndarray:
+    """The render fields of parameter rows as a contiguous ``RENDER_DTYPE`` array (a copy)."""
+    rows = np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8).reshape(len(table), PARAM_DTYPE.itemsize)
+    return np.ascontiguousarray(rows[:, RENDER_OFFSET:RENDER_OFFSET + RENDER_DTYPE.itemsize]).view(RENDER_DTYPE).ravel()
 
 
 def batch_rows(table: np.ndarray, a: int, b: int) -> np.ndarray:

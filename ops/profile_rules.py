@@ -168,6 +168,20 @@ class Offsets:
 
 
 @dataclass(frozen=True)
+class Folder:
+    """A folder path (a string), or null for a default; whether it exists is checked where it is read."""
+
+    default: str
+
+    def allowed(self) -> str:
+        return f"a folder path (a string), or null for {self.default}"
+
+    def problem(self, value: Any) -> str | None:
+        ok = value is None or (isinstance(value, str) and value.strip() != "")
+        return None if ok else f"= {_show(value)}: must be {self.allowed()}"
+
+
+@dataclass(frozen=True)
 class Distribution:
     """A mapping from names to probabilities that sum to 1."""
 
@@ -247,6 +261,15 @@ FIELD_RULES: dict[str, Any] = {
     "mask3d.block_value": Number(0, 10, unit=" ([0, 1] units)"),
     "mask3d.channel_p": Probability(),
     "mask3d.threshold": Number(0, 254, integer=True, unit=" (mask record values <= this are mask)"),
+    "mask3d.source": Choice(("offline", "online")),
+    "mask3d.render.textures": Folder("the four mask textures of the insightface package"),
+    "mask3d.render.top": Interval(0, 1, unit=" (of the way from the nose tip up to the bridge)"),
+    "mask3d.render.ambient": Interval(0, 1),
+    "mask3d.render.gain": Interval(0, 4, lo_open=True),
+    "mask3d.render.light_x": Interval(-4, 4),
+    "mask3d.render.light_y": Interval(-4, 4),
+    "mask3d.render.tint_p": Probability(),
+    "mask3d.render.tint": Interval(0, 4, unit=" (factor on each colour channel)"),
     "lighting.p": Probability(),
     "lighting.sigma": Number(1, 1e6, unit=PX),
     # the light is divided by its maximum: a gain near 0 underflows to black, a large one clips to white

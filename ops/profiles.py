@@ -89,6 +89,21 @@ class RealObject:
 
 
 @dataclass
+class MaskRender:
+    """How an online 3D mask (``mask3d.source: online``) is rendered, drawn per sample; the defaults are
+    those of ``faceocc render``. Light: the unit vector along (light_x, light_y, 1)."""
+
+    textures: str | None = None                  # folder of mask textures (default: insightface's four)
+    top: Range = (0.33, 0.5)                     # top edge: fraction of the way from nose tip to bridge
+    ambient: Range = (0.55, 0.8)
+    gain: Range = (0.85, 1.1)
+    light_x: Range = (-0.6, 0.6)
+    light_y: Range = (-0.6, 0.3)
+    tint_p: float = 0.0                          # chance of a tint: the texture colour times U(tint) per channel
+    tint: Range = (0.5, 1.0)
+
+
+@dataclass
 class Mask3D:
     """Augmentation of the pixels of an offline 3D mask, in [0, 1] units after the face lighting.
 
@@ -108,6 +123,8 @@ class Mask3D:
     block_value: float = 1.0                     # offset +-this on the block
     channel_p: float = 0.5                       # light, noise: each channel keeps the offset with this p
     threshold: int = 128                         # mask record values <= this are mask pixels
+    source: str = "offline"                      # offline: mask_out/mask records; online: rendered per sample
+    render: MaskRender = field(default_factory=MaskRender)   # online masks only
 
 
 @dataclass
@@ -167,10 +184,13 @@ class Profile:
         if share == 0:
             return self
         rest = sum(p[:-1])
+        online = self.mask3d.source == "online"
+        what = "face geometry (mask_geometry.rec)" if online else "mask_out/mask records"
         if rest == 0:
-            raise ValueError("the profile uses only mask3d, but the dataset has no mask records")
-        warnings.warn(f"no mask_out/mask records: the mask3d share ({share:.3f}) goes to the other "
-                      "kinds in proportion; run `faceocc render DIR` to make them", stacklevel=2)
+            raise ValueError(f"the profile uses only mask3d, but the dataset has no {what}")
+        make = "faceocc render DIR --geometry-only" if online else "faceocc render DIR"
+        warnings.warn(f"no {what}: the mask3d share ({share:.3f}) goes to the other "
+                      f"kinds in proportion; run `{make}` to make them", stacklevel=2)
         kinds = {name: p[i] / rest for i, name in enumerate(KIND_NAMES[:-1])}
         return dataclasses.replace(self, kinds={**kinds, "mask3d": 0.0})
 

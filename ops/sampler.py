@@ -14,10 +14,28 @@ import numpy as np
 
 from .atlas import OccluderBank
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, batch_rows, empty_params
-from .profiles import Profile
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, RENDER_DTYPE, batch_rows, empty_params
+from .profiles import MaskRender, Profile
 
 CHUNK_ROWS = 4096  # rows drawn per sampler call: one call costs about as much for 64 rows as for 4000
+
+
+def sample_render(n: int, rng: np.random.Generator, textures: int, spec: MaskRender | None = None) -> np.ndarray:
+    """Render rows [n] (``RENDER_DTYPE``) of 3D masks: texture, top edge, ambient, gain, light direction
+    and tint, drawn in that order from ``spec``'s ranges (default: ``faceocc render``'s)."""
+    spec = spec or MaskRender()
+    p = np.zeros(n, RENDER_DTYPE)
+    p["texture"] = rng.integers(0, textures, n)
+    p["top"] = rng.uniform(*spec.top, n)
+    p["ambient"] = rng.uniform(*spec.ambient, n)
+    p["gain"] = rng.uniform(*spec.gain, n)
+    light = np.stack([rng.uniform(*spec.light_x, n), rng.uniform(*spec.light_y, n), np.ones(n)], 1)
+    p["light"] = light / np.linalg.norm(light, axis=1, keepdims=True)
+    p["tint"] = 1.0
+    if spec.tint_p > 0:
+        on = rng.random(n) < spec.tint_p
+        p["tint"] = np.where(on[:, None], rng.uniform(*spec.tint, (n, 3)), 1.0)
+    return p
 
 
 def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> np.ndarray:
@@ -28,12 +46,20 @@ def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> 
 
 class Sampler:
     """Draws parameter tables for batches of ``size = (H, W)`` faces under a profile validated for that
-    size (``Profile.validate(size)``: the operator validates once, on the way in)."""
+    size (``Profile.validate(size)``: the operator validates once, on the way in). With the profile's
+    ``mask3d.source: online``, each mask3d row also gets its render (``sample_render``: one of
+    ``mask_textures`` textures, drawn after everything else of the row, so offline tables are unchanged)."""
 
-    def __init__(self, profile: Profile, bank: OccluderBank, size: tuple[int, int] = (112, 112)) -> None:
+    def __init__(self, profile: Profile, bank: OccluderBank, size: tuple[int, int] = (112, 112),
+                 mask_textures: int = 0) -> None:
         self.profile = profile
         self.bank = bank
         self.size = size
+        self.mask_textures = int(mask_textures)
+        online = profile.mask3d.source == "online" and profile.kind_probabilities()[Kind.MASK3D] > 0
+        if online and self.mask_textures < 1:
+            raise ValueError("the profile draws online 3D masks (mask3d.source: online) but no mask texture "
+                             "was given to the sampler")
         need = {Kind.GLASSES: ("glasses", "eyeglasses"), Kind.SCARF: ("scarf",), Kind.OBJECT: ("object",)}
         probs = profile.kind_probabilities()
         for kind, groups in need.items():
@@ -202,7 +228,7 @@ class Sampler:
         self._place(t, entries, width, height, x0, y0, o.replace_alpha, o.mask_alpha)
         return t
 
-    # -- offline 3D masks -------------------------------------------------------------------------
+    # -- 3D masks (offline or online) -----------------------------------------------------------
 
     def _mask3d(self, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = self.size
@@ -233,6 +259,10 @@ class Sampler:
         t["m3d"] = np.where((mode == M3D_LIGHT)[:, None], light, other)
         channels = rng.random((n, 3)) < m.channel_p
         t["m3d_channels"] = np.where((mode == M3D_BLOCK)[:, None], True, channels)
+        if m.source == "online":
+            rows = sample_render(n, rng, self.mask_textures, m.render)
+            for name in RENDER_DTYPE.names:
+                t[f"render_{name}"] = rows[name]
         return t
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+from faceocc.ops.surface import NOSE_TIP
 
 from faceocc.resources import package_file
 
@@ -14,10 +15,9 @@ from faceocc.resources import package_file
 ARCFACE_5 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                       [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
 JAW = list(range(0, 17))
-NOSE_BRIDGE_TOP, NOSE_TIP, CHIN = 27, 30, 8
+CHIN = 8
 MOUTH_CORNERS = (48, 54)
 EYES = list(range(36, 48))
-
 
 
 def mean_face_68() -> np.ndarray:

@@ -13,7 +13,6 @@ the render's identity in ``id2`` (``dali_pipes.mask_records``).
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import uuid
@@ -27,9 +26,12 @@ import numpy as np
 from faceocc.ops.options import Device
 from tqdm import tqdm
 
+from faceocc.datasets.geometry import geometry_manifest, stored_geometry
 from faceocc.datasets.mask_alignment import identity_id2, render_digest, train_fingerprint
 from faceocc.datasets.mask_sets import (
+    MASKS,
     RENDER_MANIFEST,
+    SetKind,
     current_generation,
     discard_stale,
     fixed_link,
@@ -44,6 +46,7 @@ from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
 from faceocc.recordio.files import read_small_text, real_dir, remove, write_atomic
 from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError, decode_image
 
+from .chunk_io import encode, face_at, whole_setting
 from .landmarks import LandmarkSource
 from .renderer import MaskRenderer
 
@@ -52,67 +55,51 @@ OUTPUTS = ("mask_out", "mask")
 FORMAT_VERSION = 2          # 2: image records carry the render identity in id2
 
 
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        Image.fromarray(image).save(buf, "JPEG", quality=95)
-    else:
-        Image.fromarray(image).save(buf, "PNG", compress_level=6)
-    return buf.getvalue()
-
-
-def _whole(name: str, value: object, lo: int) -> int:
-    """``value`` as an int >= ``lo`` (not a bool, float or string), else a one-line ValueError naming it."""
-    from numbers import Integral
-
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
-    return int(value)
-
-
-def _face(payload: bytes, size: tuple[int, int], max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
-    from PIL import Image
-
-    img = decode_image(payload, max_pixels=max_pixels)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    if img.shape[:2] != size:
-        img = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
-    return img
-
-
 class RenderJob:
     """One dataset's render: settings, chunk plan, and the work folder.
 
     Faces are rendered at the dataset's face size (:meth:`_face_size`); an image over ``max_pixels``
-    pixels is refused by key before it is decoded.
+    pixels is refused by key before it is decoded. Subclasses make another kind of set
+    (:mod:`render.geometry_job`): its ``kind``, work folder, outputs, settings and chunk payloads.
     """
+
+    kind: SetKind = MASKS
+    work_name = WORK
+    outputs = OUTPUTS
 
     def __init__(self, data_dir: str | os.PathLike, landmarks: LandmarkSource = "template",
                  textures: str | os.PathLike | None = None, device: Device = "cpu", seed: int = 0,
                  chunk_size: int = 4096, batch_size: int = 256, workers: int | None = None,
                  landmark_model: str | None = None, device_id: int | None = None,
                  max_pixels: int | None = MAX_PIXELS) -> None:
-        self.seed, self.chunk_size = _whole("seed", seed, 0), _whole("chunk_size", chunk_size, 1)
-        self.batch_size = _whole("batch_size", batch_size, 1)
-        self.workers = min(16, os.cpu_count() or 1) if workers is None else _whole("workers", workers, 1)
-        self.max_pixels = None if max_pixels is None else _whole("max_pixels", max_pixels, 1)
+        self.seed, self.chunk_size = whole_setting("seed", seed, 0), whole_setting("chunk_size", chunk_size, 1)
+        self.batch_size = whole_setting("batch_size", batch_size, 1)
+        self.workers = min(16, os.cpu_count() or 1) if workers is None else whole_setting("workers", workers, 1)
+        self.max_pixels = None if max_pixels is None else whole_setting("max_pixels", max_pixels, 1)
         self.dir = Path(data_dir)
         self.train = RecordDataset(self.dir)
         if len(self.train) == 0:
             raise ValueError(f"{self.dir} holds no image records")
-        size = self._face_size()
-        self.renderer = MaskRenderer(size, landmarks, textures, device, landmark_model, device_id)
-        self.work = self.dir / WORK
+        self.size = self._face_size()
+        self.work = self.dir / self.work_name
         self.keys = self.train.image_keys
         self.chunks = (len(self.keys) + self.chunk_size - 1) // self.chunk_size
-        self._set_manifest({"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
-                            "landmarks": landmarks, "textures": self.renderer.texture_names,
-                            "images": int(len(self.keys)), "size": list(size),
-                            "train": train_fingerprint(self.train)})
         self._locks: list = []
+        self._set_manifest(self._setup(landmarks, textures, device, landmark_model, device_id))
+
+    def _setup(self, landmarks: LandmarkSource, textures: str | os.PathLike | None, device: Device,
+               landmark_model: str | None, device_id: int | None) -> dict:
+        """Build what rendering needs (``self.landmarks``: the landmark source); return the settings. A
+        geometry set of the same landmark source is read instead of finding the landmarks again."""
+        self.renderer = MaskRenderer(self.size, landmarks, textures, device, landmark_model, device_id)
+        self.landmarks = self.renderer.landmarks
+        settings = {"version": FORMAT_VERSION, "seed": self.seed, "chunk_size": self.chunk_size,
+                    "landmarks": landmarks, "textures": self.renderer.texture_names,
+                    "images": int(len(self.keys)), "size": list(self.size), "train": train_fingerprint(self.train)}
+        self.stored = stored_geometry(self.dir, self.train, settings)
+        if self.stored is not None:
+            settings["geometry"] = geometry_manifest(self.dir)["digest"]
+        return settings
 
     def _set_manifest(self, manifest: dict) -> None:
         """The render's settings, and the identity (digest, id2) every record of its set carries."""
@@ -123,23 +110,23 @@ class RenderJob:
     @classmethod
     def resume(cls, data_dir: str | os.PathLike) -> RenderJob:
         """The job whose partial render lies in ``DIR/.faceocc-render`` (settings from its manifest)."""
-        manifest = Path(data_dir) / WORK / "manifest.json"
+        manifest = Path(data_dir) / cls.work_name / "manifest.json"
         if manifest.parent.is_symlink():
             real_dir(manifest.parent, create=False)          # refused: chunks are never read through a link
         text = read_small_text(manifest)
         if text is None:
-            if current_generation(data_dir) is not None:
-                raise FileExistsError(f"no render in progress in {data_dir}: its masks are already merged")
+            if current_generation(data_dir, cls.kind) is not None:
+                raise FileExistsError(f"no render in progress in {data_dir}: its {cls.kind.what} is already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
         try:
             m = json.loads(text)
         except ValueError:
             m = None
-        if not isinstance(m, dict) or "seed" not in m or "chunk_size" not in m:
+        if not isinstance(m, dict) or "chunk_size" not in m or not isinstance(m.get("seed", 0), int):
             raise ValueError(f"{manifest} is not a render manifest; start over with faceocc render --overwrite")
         # merging renders nothing: the template source stands in for the render's own landmark source
         # (a dlib extra or a model file need not be there); its settings come from the manifest below
-        job = cls(data_dir, "template", None, "cpu", m["seed"], m["chunk_size"])
+        job = cls(data_dir, "template", None, "cpu", m.get("seed", 0), m["chunk_size"])
         if m.get("train") != job.manifest["train"]:
             raise RuntimeError(f"{job.train.rec_path} changed since its chunks were rendered; render again "
                                "with --overwrite")
@@ -166,7 +153,7 @@ class RenderJob:
         """A face of train.rec, decoded (and resized to ``size``); a bad or oversized image names its key."""
         try:
             return decode_image(payload, max_pixels=self.max_pixels) if size is None else \
-                _face(payload, size, self.max_pixels)
+                face_at(payload, size, self.max_pixels)
         except Exception as exc:
             raise ImageDecodeError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
                                    "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
@@ -206,6 +193,8 @@ class RenderJob:
         """Release the folder and train.rec."""
         self.unlock()
         self.train.close()
+        if getattr(self, "stored", None) is not None:
+            self.stored.close()
 
     def __enter__(self) -> RenderJob:
         return self
@@ -215,18 +204,19 @@ class RenderJob:
 
     def present(self) -> bool:
         """Whether the dataset has a mask set (any of its files readable)."""
-        return any(f.exists() for f in set_files(self.dir))
+        return any(f.exists() for f in set_files(self.dir, self.kind))
 
     def installed(self) -> bool:
         """Whether the dataset's mask set is this very render (same settings, seed and train.rec)."""
-        if current_generation(self.dir) is None or not all(f.is_symlink() and os.readlink(f) == fixed_link(f.name)
-                                                           for f in set_files(self.dir)):
+        files = set_files(self.dir, self.kind)
+        if current_generation(self.dir, self.kind) is None or not all(
+                f.is_symlink() and os.readlink(f) == fixed_link(f.name, self.kind) for f in files):
             return False
-        manifest = render_manifest(self.dir)
+        manifest = render_manifest(self.dir, self.kind)
         return manifest is not None and manifest.get("digest") == self.digest
 
     def finals(self) -> dict[str, Path]:
-        return {name: self.dir / f"{name}.rec" for name in OUTPUTS}
+        return {name: self.dir / f"{name}.rec" for name in self.outputs}
 
     def chunk_path(self, name: str, c: int) -> Path:
         return self.work / f"{name}-{c:06d}.rec"
@@ -248,7 +238,7 @@ class RenderJob:
         if started == self.manifest and self.installed():
             return True
         if self.present() and not overwrite:
-            discard_stale(self.dir)
+            discard_stale(self.dir, self.kind)
             raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; back them up, "
                                   "then pass --overwrite to render again")
         if started is not None and started != self.manifest:
@@ -284,12 +274,16 @@ class RenderJob:
     def chunk_keys(self, c: int) -> np.ndarray:
         return self.keys[c * self.chunk_size:(c + 1) * self.chunk_size]
 
-    def _batches(self, keys: np.ndarray, pool: ThreadPoolExecutor) -> Iterator[tuple[np.ndarray, list]]:
-        """Decoded faces of consecutive batches, the next one decoding while the current renders."""
-        size = self.renderer.size
+    def _batches(self, keys: np.ndarray, pool: ThreadPoolExecutor, decode: bool = True
+                 ) -> Iterator[tuple[np.ndarray, list]]:
+        """Decoded faces of consecutive batches, the next one decoding while the current renders (with
+        ``decode=False``, [B, 0, 0, 3] arrays instead: the headers alone are read)."""
+        size = self.size
 
         def load(batch: np.ndarray) -> tuple[np.ndarray, list]:
             records = [(int(k), *self.train.read(int(k))) for k in batch]
+            if not decode:
+                return np.zeros((len(records), 0, 0, 3), np.uint8), [h for _, h, _ in records]
             faces = list(pool.map(lambda r: self._decode(r[0], r[2], size), records))
             return np.stack(faces), [h for _, h, _ in records]
 
@@ -303,35 +297,45 @@ class RenderJob:
                 ahead = prefetch.submit(load, keys[nxt:nxt + self.batch_size]) if i + 1 < len(starts) else None
                 yield current
 
-    def _render_chunk(self, c: int, pool: ThreadPoolExecutor, bar: tqdm) -> None:
-        keys = self.chunk_keys(c)
+    def _chunk_payloads(self, c: int, keys: np.ndarray, pool: ThreadPoolExecutor, bar: tqdm
+                        ) -> tuple[list[IRHeader], dict[str, list]]:
+        """The train.rec headers of a chunk's keys and, per output, their payloads (bytes or futures)."""
         params = self.renderer.sample(len(keys), np.random.default_rng([self.seed, c]))
-        encoded: list[tuple[Future, Future]] = []
+        payloads: dict[str, list[Future]] = {name: [] for name in OUTPUTS}
         headers: list[IRHeader] = []
         done = 0
-        failed_before = getattr(self.renderer.landmarks, "fallbacks", 0)
         for faces, batch_headers in self._batches(keys, pool):
-            out, mask = self.renderer.render(faces, params[done:done + len(faces)])
+            batch = slice(done, done + len(faces))
+            landmarks = None if self.stored is None else self.stored.read(keys[batch])
+            out, mask = self.renderer.render(faces, params[batch], landmarks)
             if not isinstance(out, np.ndarray):
                 out, mask = out.get(), mask.get()
-            encoded += [(pool.submit(_encode, out[i], "JPEG"), pool.submit(_encode, mask[i], "PNG"))
-                        for i in range(len(faces))]
+            for i in range(len(faces)):
+                payloads["mask_out"].append(pool.submit(encode, out[i], "JPEG"))
+                payloads["mask"].append(pool.submit(encode, mask[i], "PNG"))
             headers += batch_headers
             done += len(faces)
             bar.update(len(faces))
-        writers = {name: RecordWriter(self.chunk_path(name, c)) for name in OUTPUTS}
+        return headers, payloads
+
+    def _render_chunk(self, c: int, pool: ThreadPoolExecutor, bar: tqdm) -> None:
+        keys = self.chunk_keys(c)
+        failed_before = getattr(self.landmarks, "fallbacks", 0)
+        headers, payloads = self._chunk_payloads(c, keys, pool, bar)
+        writers = {name: RecordWriter(self.chunk_path(name, c)) for name in self.outputs}
         try:
-            for key, header, (jpeg, png) in zip(keys.tolist(), headers, encoded, strict=True):
+            for i, (key, header) in enumerate(zip(keys.tolist(), headers, strict=True)):
                 header = header._replace(id2=self.id2)              # the render's identity
-                writers["mask_out"].write(key, header, jpeg.result())
-                writers["mask"].write(key, header, png.result())
+                for name in self.outputs:
+                    payload = payloads[name][i]
+                    writers[name].write(key, header, payload.result() if isinstance(payload, Future) else payload)
             for w in writers.values():
                 w.close()
         except BaseException:
             for w in writers.values():
                 w.abort()
             raise
-        fallbacks = getattr(self.renderer.landmarks, "fallbacks", 0) - failed_before
+        fallbacks = getattr(self.landmarks, "fallbacks", 0) - failed_before
         write_atomic(self.done_path(c), json.dumps({"images": len(keys), "fallbacks": fallbacks}))
 
     def fallbacks(self) -> int:
@@ -359,23 +363,23 @@ class RenderJob:
                 if self.present() and not overwrite:
                     raise FileExistsError(f"{', '.join(str(p) for p in self.finals().values())} exist; pass "
                                           "--overwrite to replace them")
-                discard_stale(self.dir)
-                generation = new_generation(self.dir)
+                discard_stale(self.dir, self.kind)
+                generation = new_generation(self.dir, self.kind)
                 try:
                     self._write_set(generation, progress)
                 except BaseException:
                     remove(generation)
                     raise
-                install(self.dir, generation)
+                install(self.dir, generation, self.kind)
             if self.work.exists() or self.work.is_symlink():
                 real_dir(self.work, create=False)
-                os.replace(self.work, writable_store(self.dir) / f"g-trash-{uuid.uuid4().hex[:8]}")
-            discard_stale(self.dir)
+                os.replace(self.work, writable_store(self.dir, self.kind) / f"g-trash-{uuid.uuid4().hex[:8]}")
+            discard_stale(self.dir, self.kind)
         return self.finals()
 
     def _write_set(self, generation: Path, progress: bool) -> None:
         image_keys = set(self.keys.tolist())
-        for name in OUTPUTS:
+        for name in self.outputs:
             parts = [RecordDataset(self.chunk_path(name, c)) for c in range(self.chunks)]
             try:
                 with RecordWriter(generation / f"{name}.rec") as w:

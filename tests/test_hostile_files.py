@@ -224,8 +224,8 @@ def test_a_reader_opening_during_the_swap_gets_the_new_set_and_an_open_one_keeps
     real = mask_sets._paths_once
     swapped = []
 
-    def racing(folder, target):
-        paths = real(folder, target)                        # resolved to the old generation...
+    def racing(folder, target, *kind):
+        paths = real(folder, target, *kind)                 # resolved to the old generation...
         if not swapped:
             swapped.append(install(d, _generation_like(other, d)))   # ...which the swap then deletes
         return paths

@@ -212,7 +212,7 @@ def _occluder_folder(root: Path) -> Path:
 BANK = """
 import warnings
 from faceocc.ops.atlas import OccluderBank
-from faceocc.render.textures import load_textures
+from faceocc.ops.mask_textures import load_textures
 cap(int(sys.argv[2]))
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")

@@ -1,6 +1,6 @@
 """The CUDA sources, executed on the CPU (g++ and the fake CuPy of tests/cuda_host), through the project's
 own launchers (``FaceOccluder(device="gpu")`` -> ops/gpu.py, ``MaskRenderer(device="gpu")`` ->
-render/gpu.py) against the NumPy spec (ops.reference, render.raster): real faces and rendered masks,
+ops/raster_gpu.py) against the NumPy spec (ops.reference, ops.raster): real faces and rendered masks,
 every built-in profile, float32 and float16, grayscale, normalization off, odd sizes, batches of one,
 fuzzed tables, shuffled block order; the C structs against the NumPy dtypes; the kernels under
 AddressSanitizer. Run alone with ``pytest -m kernels_on_cpu``.
@@ -253,12 +253,10 @@ def compile_probe(tmp_path, struct: str, name: str, dtype: np.dtype) -> list[str
 
 def layouts() -> list[tuple[str, str, np.dtype]]:
     from faceocc.ops.gpu import HERE as OPS
-    from faceocc.ops.params import PARAM_DTYPE
-    from faceocc.render.gpu import HERE as RENDER
-    from faceocc.render.raster import RENDER_DTYPE
+    from faceocc.ops.params import PARAM_DTYPE, RENDER_DTYPE
 
     return [("Params", (OPS / "params.cuh").read_text(), PARAM_DTYPE),
-            ("RenderParams", (RENDER / "raster.cu").read_text(), RENDER_DTYPE)]
+            ("RenderParams", (OPS / "raster.cu").read_text(), RENDER_DTYPE)]
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["Params", "RenderParams"])

@@ -77,6 +77,13 @@ GARBAGE = [
     ("mask3d: {modes: {light: 0.5, noise: 0.5, sparkle: 0}}", "mask3d.modes", "light, noise, block"),
     ("glasses: {x: [0.1, 0.01, 2, -2]}", "glasses.x", "k_lo <= k_hi"),
     ("scarf: {y: [0.6, 0.01, -5.5, 4]}", "scarf.y", "integers"),
+    ("mask3d: {source: rendered}", "mask3d.source", "'offline', 'online'"),
+    ("mask3d: {render: {textures: 3}}", "mask3d.render.textures", "a folder path"),
+    ("mask3d: {render: {top: [0.5, 1.5]}}", "mask3d.render.top", "[0, 1]"),
+    ("mask3d: {render: {gain: [0, 1]}}", "mask3d.render.gain", "(0, 4]"),
+    ("mask3d: {render: {tint_p: 1.5}}", "mask3d.render.tint_p", "not a probability"),
+    ("mask3d: {render: {tint: [1.0, 0.5]}}", "mask3d.render.tint", "lo <= hi"),
+    ("mask3d: {render: {light_x: 0.3}}", "mask3d.render.light_x", "a pair [lo, hi]"),
 ]
 
 

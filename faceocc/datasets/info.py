@@ -12,6 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from faceocc.datasets.checks import header_problems, identity_problems, image_problems, scan_problems
+from faceocc.datasets.geometry import NAME as GEOMETRY_NAME
+from faceocc.datasets.geometry import geometry_status, payload_problem
 from faceocc.datasets.mask_alignment import (
     identity_problem,
     key_problem,
@@ -20,7 +22,7 @@ from faceocc.datasets.mask_alignment import (
     render_identity,
     train_fingerprint,
 )
-from faceocc.datasets.mask_sets import MASK_FILES, dataset_dir, mask_paths, open_set
+from faceocc.datasets.mask_sets import GEOMETRY, MASK_FILES, MASKS, SetKind, dataset_dir, mask_paths, open_set
 from faceocc.datasets.pack import encoded_format
 from faceocc.recordio import RecordDataset, RecordIOError, class_of
 from faceocc.recordio.images import MAX_PIXELS, decode_image, decode_problem
@@ -65,6 +67,7 @@ def describe(path: str | os.PathLike, sample: int = 256, max_pixels: int | None 
             "labels_in_sample": len(labels),
             "has_masks": masks["aligned"],
             "masks": masks,
+            "geometry": geometry_status(path),
         }
 
 
@@ -83,10 +86,12 @@ class VerifyReport:
         self.problems.append((str(file), key, message))
 
 
-def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport) -> dict[str, RecordDataset]:
-    """The mask files, opened, scanned and key-checked; none when the set is unusable."""
+def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport,
+                kind: SetKind = MASKS) -> dict[str, RecordDataset]:
+    """The set's files (the mask set's, or the geometry's), opened, scanned and key-checked; none when
+    the set is unusable."""
     try:
-        masks = open_set(path) or {}
+        masks = open_set(path, kind) or {}
     except RecordIOError as exc:
         report.add(exc.path or str(path), exc.key, str(exc))
         return {}
@@ -110,7 +115,8 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
            max_pixels: int | None = MAX_PIXELS) -> VerifyReport:
     """Full scan: structure (index against data, header against keys, identity ranges), every image
     record's label, id and decoding (an image over ``max_pixels`` pixels is reported, never decoded),
-    and the mask set (the loader's alignment rule, on every key)."""
+    and the mask set and the geometry set of online masks (the loader's alignment rule, on every key;
+    every geometry a finite 68 x 3 float16)."""
     report = VerifyReport()
     try:
         ds = RecordDataset(path)
@@ -123,8 +129,9 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
         found, class_for = identity_problems(ds)
         report.problems.extend(found)
         masks = _open_masks(path, ds, report)
+        geometry = _open_masks(path, ds, report, GEOMETRY)
         train_fp = ""
-        if masks:
+        if masks or geometry:
             try:
                 train_fp = train_fingerprint(ds)
             except RecordIOError as exc:     # a broken train.rec: reported, and no render identity to compare
@@ -160,7 +167,7 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
             mixed = identity_problem(masks, headers, key, train_fp) if len(headers) == len(masks) else None
             if mixed:
                 found.append((str(mixed.path), key, str(mixed)))
-            return found
+            return found + _geometry_problems(geometry, key, header, train_fp, identity)
 
         keys = ds.image_keys.tolist()
         if keys:
@@ -173,6 +180,29 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
                     report.problems.extend(found)
                 report.checked += len(chunk)
                 bar.update(len(chunk))
-        for other in masks.values():
+        for other in (*masks.values(), *geometry.values()):
             other.close()
     return report
+
+
+def _geometry_problems(geometry: dict[str, RecordDataset], key: int, header: object, train_fp: str,
+                       identity: dict[str, int | None]) -> list[tuple[str, int | None, str]]:
+    """The geometry record of ``key`` against train.rec's header (``header``), the set's one render
+    identity and the geometry format."""
+    found = []
+    for name, other in geometry.items():
+        try:
+            h2, d2 = other.read(key)
+        except RecordIOError as exc:
+            return [(str(other.rec_path), key, str(exc))]
+        for problem in (record_problem(name, other, key, header, h2),
+                        identity_problem({name: other}, {name: h2}, key, train_fp)):
+            if problem:
+                found.append((str(other.rec_path), key, str(problem)))
+        first = identity.setdefault(GEOMETRY_NAME, render_identity(h2))
+        if render_identity(h2) != first:
+            found.append((str(other.rec_path), key, f"{name}.rec mixes records of several renders"))
+        problem = payload_problem(d2)
+        if problem:
+            found.append((str(other.rec_path), key, problem))
+    return found

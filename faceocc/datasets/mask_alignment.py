@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recordio import IRHeader, RecordDataset, RecordIOError, class_of
-from .mask_sets import current_generation, open_set, render_manifest
+from .mask_sets import GEOMETRY, MASKS, current_generation, open_set, render_manifest
 
 IDENTITY_TAG = 0xFACE
 
@@ -55,6 +55,11 @@ def render_identity(header: IRHeader) -> int | None:
     return int(header.id2) if int(header.id2) >> 48 == IDENTITY_TAG else None
 
 
+def _again(name: str) -> str:
+    """What to do about a broken file ``name`` (a mask file, or the geometry of online masks)."""
+    return (GEOMETRY if name in GEOMETRY.names else MASKS).again
+
+
 def key_problem(train: RecordDataset, name: str, ds: RecordDataset) -> RecordIOError | None:
     """A mask file missing an image key of train.rec, or holding a key train.rec lacks."""
     images = train.image_keys
@@ -63,12 +68,12 @@ def key_problem(train: RecordDataset, name: str, ds: RecordDataset) -> RecordIOE
     if absent.size:
         key = int(images[absent[0]])
         return RecordIOError(f"{name}.rec lacks {absent.size} image key(s) of train.rec (first: key {key}); "
-                             "render the masks again (faceocc render --overwrite)", ds.idx_path, key)
+                             f"{_again(name)}", ds.idx_path, key)
     extra = np.setdiff1d(ds.keys, train.keys, assume_unique=True)
     if extra.size:
         key = int(extra[0])
         return RecordIOError(f"{name}.rec holds {extra.size} key(s) that train.rec does not have (first: "
-                             f"key {key}): masks of another dataset?", ds.idx_path, key, ds.offset_of(key))
+                             f"key {key}): made for another dataset?", ds.idx_path, key, ds.offset_of(key))
     return None
 
 
@@ -78,7 +83,7 @@ def record_problem(name: str, ds: RecordDataset, key: int, image: IRHeader,
     a, b = class_of(image), class_of(mask)
     if image.id != mask.id or a != b:
         return RecordIOError(f"{name}.rec id/label ({mask.id}, {b}) differ from train.rec ({image.id}, {a}); "
-                             "render the masks again (faceocc render --overwrite)", ds.rec_path, key,
+                             f"{_again(name)}", ds.rec_path, key,
                              ds.offset_of(key))
     return None
 
@@ -99,8 +104,8 @@ def identity_problem(masks: dict[str, RecordDataset], headers: dict[str, IRHeade
                              masks[name].rec_path, key, masks[name].offset_of(key))
     if first is not None and train_fp and (first >> 24) & 0xFFFFFF != int(train_fp[:6], 16):
         name = next(iter(masks))
-        return RecordIOError("the masks were rendered for another train.rec (its fingerprint differs from "
-                             "this one's); render them again for this dataset (faceocc render --overwrite)",
+        return RecordIOError(f"{name}.rec was rendered for another train.rec (its fingerprint differs from "
+                             f"this one's); {_again(name)}",
                              masks[name].rec_path, key, masks[name].offset_of(key))
     return None
 

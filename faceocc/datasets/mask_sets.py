@@ -20,6 +20,10 @@ mend it.
 Nothing is written or deleted through a link: the store and the lock files must be real (a store
 linked to another dataset's is refused), and clean-up removes only ``g-*`` folders inside this
 dataset's own store. Readers (:func:`open_set`) that meet a set being swapped open the new one.
+
+The geometry set of online masks (``mask_geometry.rec/.idx``, made by ``faceocc render --geometry-only``)
+is kept the same way in a store of its own, ``DIR/.faceocc-geometry``: the functions here take the set's
+:class:`SetKind` (default :data:`MASKS`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..recordio import RecordDataset, RecordIOError
@@ -46,90 +51,107 @@ CURRENT = "current"
 RENDER_MANIFEST = "render.json"
 
 
+@dataclass(frozen=True)
+class SetKind:
+    """A kind of record set kept beside train.rec: its record files, its store folder, what it is called
+    and what a message about a broken one advises."""
+
+    names: tuple[str, ...]
+    store: str
+    what: str
+    again: str
+
+
+MASKS = SetKind(MASK_FILES, STORE, "mask set", "render the masks again (faceocc render DIR --overwrite)")
+GEOMETRY = SetKind(("mask_geometry",), ".faceocc-geometry", "geometry set",
+                   "make the geometry again (faceocc render DIR --geometry-only --overwrite)")
+
+
 def dataset_dir(path: str | os.PathLike) -> Path:
     """The folder of a dataset given as a folder or as its ``.rec`` path."""
     p = Path(path)
     return p if p.is_dir() else p.parent
 
 
-def set_files(folder: Path) -> list[Path]:
-    """The four files of a mask set in ``folder``: mask_out.rec/.idx, mask.rec/.idx."""
-    return [folder / f"{name}{ext}" for name in MASK_FILES for ext in (".rec", ".idx")]
+def set_files(folder: Path, kind: SetKind = MASKS) -> list[Path]:
+    """The files of a set in ``folder``: mask_out.rec/.idx, mask.rec/.idx for the mask set."""
+    return [folder / f"{name}{ext}" for name in kind.names for ext in (".rec", ".idx")]
 
 
-def fixed_link(name: str) -> str:
+def fixed_link(name: str, kind: SetKind = MASKS) -> str:
     """What the fixed name ``name`` beside train.rec points at in a faceocc-installed set."""
-    return f"{STORE}/{CURRENT}/{name}"
+    return f"{kind.store}/{CURRENT}/{name}"
 
 
 _ATTEMPTS = 8          # a set swapped this many times while one reader opens it is a render gone mad
 
 
-def _current_target(data_dir: Path) -> str | None:
+def _current_target(data_dir: Path, kind: SetKind = MASKS) -> str | None:
     try:
-        return os.readlink(Path(data_dir) / STORE / CURRENT)
+        return os.readlink(Path(data_dir) / kind.store / CURRENT)
     except OSError:
         return None
 
 
-def current_generation(data_dir: str | os.PathLike) -> Path | None:
-    """The generation folder ``.faceocc-masks/current`` points at, read once; None without one."""
+def current_generation(data_dir: str | os.PathLike, kind: SetKind = MASKS) -> Path | None:
+    """The generation folder ``.faceocc-masks/current`` (or the kind's) points at, read once; None without one."""
     d = dataset_dir(data_dir)
-    target = _current_target(d)
-    return None if target is None else d / STORE / target
+    target = _current_target(d, kind)
+    return None if target is None else d / kind.store / target
 
 
-def _paths_once(d: Path, target: str | None) -> dict[str, Path] | None:
-    generation = None if target is None else d / STORE / target
+def _paths_once(d: Path, target: str | None, kind: SetKind = MASKS) -> dict[str, Path] | None:
+    generation = None if target is None else d / kind.store / target
     files = []
-    for path in set_files(d):
-        linked = path.is_symlink() and os.readlink(path) == fixed_link(path.name)
+    for path in set_files(d, kind):
+        linked = path.is_symlink() and os.readlink(path) == fixed_link(path.name, kind)
         files.append(generation / path.name if linked and generation is not None else path)
     present = [f.is_file() for f in files]
     if not any(present):
-        dangling = [p for p in set_files(d) if p.is_symlink()]
+        dangling = [p for p in set_files(d, kind) if p.is_symlink()]
         if dangling:
-            raise RecordIOError(f"broken mask set: {dangling[0].name} links to {os.readlink(dangling[0])}, which does "
-                                f"not exist (the dataset copied without its {STORE} folder?); copy that folder too "
-                                f"(cp -a), or render the masks again (faceocc render {d} --overwrite)", dangling[0])
+            raise RecordIOError(f"broken {kind.what}: {dangling[0].name} links to {os.readlink(dangling[0])}, which "
+                                f"does not exist (the dataset copied without its {kind.store} folder?); copy that "
+                                f"folder too (cp -a), or {kind.again.replace(' DIR ', f' {d} ')}", dangling[0])
         return None
     if not all(present):
         missing = files[present.index(False)]
-        raise RecordIOError(f"incomplete mask set: {missing.name} is missing beside "
+        raise RecordIOError(f"incomplete {kind.what}: {missing.name} is missing beside "
                             f"{', '.join(f.name for f, p in zip(files, present, strict=True) if p)}; "
-                            "render the masks again (faceocc render --overwrite)", missing)
-    return {name: files[2 * i] for i, name in enumerate(MASK_FILES)}
+                            f"{kind.again.replace(' DIR ', f' {d} ')}", missing)
+    return {name: files[2 * i] for i, name in enumerate(kind.names)}
 
 
-def mask_paths(data_dir: str | os.PathLike) -> dict[str, Path] | None:
-    """``{"mask_out": rec, "mask": rec}`` of the dataset's mask set; None when there is none.
+def mask_paths(data_dir: str | os.PathLike, kind: SetKind = MASKS) -> dict[str, Path] | None:
+    """``{"mask_out": rec, "mask": rec}`` of the dataset's mask set (or ``{name: rec}`` of another kind's
+    set); None when there is none.
 
     faceocc's fixed links are resolved through one reading of ``current`` (read again when a render
-    swapped the set meanwhile). Some but not all of the four files present is an incomplete set, links
+    swapped the set meanwhile). Some but not all of the set's files present is an incomplete set, links
     to nothing a broken one: :class:`RecordIOError` naming the file and how to mend it.
     """
     d = dataset_dir(data_dir)
     for attempt in range(_ATTEMPTS):
-        seen = _current_target(d)
+        seen = _current_target(d, kind)
         try:
-            return _paths_once(d, seen)
+            return _paths_once(d, seen, kind)
         except RecordIOError:
-            if attempt + 1 == _ATTEMPTS or _current_target(d) == seen:
+            if attempt + 1 == _ATTEMPTS or _current_target(d, kind) == seen:
                 raise
     raise AssertionError("unreachable")
 
 
-def open_set(data_dir: str | os.PathLike) -> dict[str, RecordDataset] | None:
-    """The dataset's mask set opened (``{"mask_out": ..., "mask": ...}``), or None without one. A set
-    swapped by ``render --overwrite`` while it is opened (its old generation removed under the reader)
-    is opened again, so a reader gets the old set or the new one, never an error; once open, the
-    descriptors keep reading that set whatever replaces it."""
+def open_set(data_dir: str | os.PathLike, kind: SetKind = MASKS) -> dict[str, RecordDataset] | None:
+    """The dataset's mask set opened (``{"mask_out": ..., "mask": ...}``; or another kind's set), or None
+    without one. A set swapped by ``render --overwrite`` while it is opened (its old generation removed
+    under the reader) is opened again, so a reader gets the old set or the new one, never an error; once
+    open, the descriptors keep reading that set whatever replaces it."""
     d = dataset_dir(data_dir)
     for attempt in range(_ATTEMPTS):
-        seen = _current_target(d)
+        seen = _current_target(d, kind)
         opened: dict[str, RecordDataset] = {}
         try:
-            paths = mask_paths(d)
+            paths = mask_paths(d, kind)
             if paths is None:
                 return None
             for name, rec in paths.items():
@@ -138,14 +160,14 @@ def open_set(data_dir: str | os.PathLike) -> dict[str, RecordDataset] | None:
         except (RecordIOError, OSError):
             for ds in opened.values():
                 ds.close()
-            if attempt + 1 == _ATTEMPTS or _current_target(d) == seen:
+            if attempt + 1 == _ATTEMPTS or _current_target(d, kind) == seen:
                 raise
     raise AssertionError("unreachable")
 
 
-def render_manifest(data_dir: str | os.PathLike) -> dict | None:
+def render_manifest(data_dir: str | os.PathLike, kind: SetKind = MASKS) -> dict | None:
     """The settings of the installed faceocc render (its ``render.json``), or None."""
-    generation = current_generation(data_dir)
+    generation = current_generation(data_dir, kind)
     text = read_small_text(generation / RENDER_MANIFEST) if generation else None
     try:
         return json.loads(text) if text else None
@@ -157,14 +179,14 @@ class RenderBusyError(RuntimeError):
     """Another render holds the folder."""
 
 
-def store_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / STORE
+def store_dir(data_dir: Path, kind: SetKind = MASKS) -> Path:
+    return Path(data_dir) / kind.store
 
 
-def writable_store(data_dir: Path) -> Path:
+def writable_store(data_dir: Path, kind: SetKind = MASKS) -> Path:
     """The store as a real folder inside the dataset (made if absent); a link there is refused, so that
     no render writes into, or cleans up, another dataset's store."""
-    return real_dir(store_dir(data_dir))
+    return real_dir(store_dir(data_dir, kind))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -193,13 +215,13 @@ def _point(link: Path, target: str, store: Path) -> None:
         raise
 
 
-def _is_fixed_link(path: Path) -> bool:
-    return path.is_symlink() and os.readlink(path) == fixed_link(path.name)
+def _is_fixed_link(path: Path, kind: SetKind = MASKS) -> bool:
+    return path.is_symlink() and os.readlink(path) == fixed_link(path.name, kind)
 
 
-def new_generation(data_dir: Path) -> Path:
+def new_generation(data_dir: Path, kind: SetKind = MASKS) -> Path:
     """A fresh, empty generation folder."""
-    gen = writable_store(data_dir) / f"g-{uuid.uuid4().hex[:12]}"
+    gen = writable_store(data_dir, kind) / f"g-{uuid.uuid4().hex[:12]}"
     gen.mkdir()
     return gen
 
@@ -211,67 +233,68 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _unfold_current(data_dir: Path) -> None:
+def _unfold_current(data_dir: Path, kind: SetKind = MASKS) -> None:
     """A copy that followed links made ``current`` a folder of its own: take its files in as a generation
     (names that read through it are pointed at that generation first, so every name stays readable),
     move the folder aside and point ``current`` at the generation."""
-    store, cur = store_dir(data_dir), store_dir(data_dir) / CURRENT
+    store = store_dir(data_dir, kind)
+    cur = store / CURRENT
     if cur.is_symlink() or not cur.is_dir():
         return
-    gen = new_generation(data_dir)
-    for f in [*set_files(cur), cur / RENDER_MANIFEST]:
+    gen = new_generation(data_dir, kind)
+    for f in [*set_files(cur, kind), cur / RENDER_MANIFEST]:
         if f.is_file():
             _link_or_copy(f, gen / f.name)
     _fsync_dir(gen)
-    for name in set_files(data_dir):
-        if _is_fixed_link(name):
-            _point(name, f"{STORE}/{gen.name}/{name.name}", store)
+    for name in set_files(data_dir, kind):
+        if _is_fixed_link(name, kind):
+            _point(name, f"{kind.store}/{gen.name}/{name.name}", store)
     os.replace(cur, store / f"g-trash-{uuid.uuid4().hex[:8]}")
     _point(cur, gen.name, store)
 
 
-def _adopt_plain_files(data_dir: Path) -> None:
+def _adopt_plain_files(data_dir: Path, kind: SetKind = MASKS) -> None:
     """Bring a set held in plain files (MSML's, or files copied in) under ``current`` without changing
     what any name reads: hard links (or copies) into a generation, then ``current`` points at it."""
-    plain = [f for f in set_files(data_dir) if f.is_file() and not _is_fixed_link(f)]   # files, or links of yours
-    if not plain:
+    plain = [f for f in set_files(data_dir, kind) if f.is_file() and not _is_fixed_link(f, kind)]
+    if not plain:                   # (files, or links of yours)
         return
-    cur = current_generation(data_dir)
+    cur = current_generation(data_dir, kind)
     if cur is not None and all((cur / f.name).is_file() and os.path.samefile(f, cur / f.name) for f in plain):
         return                      # adopted by an earlier, interrupted installation
-    gen = new_generation(data_dir)
-    for f in set_files(data_dir):
+    gen = new_generation(data_dir, kind)
+    for f in set_files(data_dir, kind):
         if f.is_file():
             _link_or_copy(f, gen / f.name)
     _fsync_dir(gen)
-    _point(store_dir(data_dir) / CURRENT, gen.name, store_dir(data_dir))
+    _point(store_dir(data_dir, kind) / CURRENT, gen.name, store_dir(data_dir, kind))
 
 
-def install(data_dir: str | os.PathLike, generation: Path) -> None:
-    """Make ``generation`` the dataset's mask set, replacing the old set (if any) as a whole.
+def install(data_dir: str | os.PathLike, generation: Path, kind: SetKind = MASKS) -> None:
+    """Make ``generation`` the dataset's set of this kind, replacing the old set (if any) as a whole.
 
     Idempotent: an installation interrupted at any step is finished by calling it again.
     """
     d = Path(data_dir)
-    writable_store(d)
-    _unfold_current(d)
-    _adopt_plain_files(d)
-    for f in set_files(d):
-        if not _is_fixed_link(f):
-            _point(f, fixed_link(f.name), store_dir(d))
+    store = writable_store(d, kind)
+    _unfold_current(d, kind)
+    _adopt_plain_files(d, kind)
+    for f in set_files(d, kind):
+        if not _is_fixed_link(f, kind):
+            _point(f, fixed_link(f.name, kind), store)
     _fsync_dir(d)
-    _point(store_dir(d) / CURRENT, generation.name, store_dir(d))
-    _fsync_dir(store_dir(d))
-    discard_stale(d)
+    _point(store / CURRENT, generation.name, store)
+    _fsync_dir(store)
+    discard_stale(d, kind)
 
 
-def discard_stale(data_dir: str | os.PathLike) -> None:
+def discard_stale(data_dir: str | os.PathLike, kind: SetKind = MASKS) -> None:
     """Remove generations other than the current one (old sets, interrupted merges) and stray links, from
     the dataset's own store only: through a linked store nothing is removed."""
-    store = store_dir(Path(data_dir))
+    store = store_dir(Path(data_dir), kind)
     if store.is_symlink() or not store.is_dir():
         return
-    keep = current_generation(data_dir)
+    keep = current_generation(data_dir, kind)
     for entry in store.iterdir():
         if entry.name.startswith("g-") and entry != keep and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

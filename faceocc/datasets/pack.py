@@ -17,8 +17,10 @@ from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError, decode_image, 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_BYTES = 64 << 20      # an image file pack reads (pack_folder's max_image_bytes, --max-image-bytes)
 # what was made from an earlier train.rec and would pass alignment beside a new one with the same keys: the
-# four mask names, a render's work folder and the mask store with every generation in it
-DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-render", ".faceocc-masks")
+# four mask names, a render's work folder and the mask store with every generation in it; the same of the
+# geometry set of online masks
+DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-render", ".faceocc-masks",
+           "mask_geometry.rec", "mask_geometry.idx", ".faceocc-geometry-render", ".faceocc-geometry")
 
 
 def encoded_format(data: bytes) -> str:

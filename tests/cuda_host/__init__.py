@@ -1,7 +1,7 @@
 """Running the project's CUDA sources and CuPy launchers on the CPU, for tests (see README.md here).
 
 ``installed()`` puts :mod:`cuda_host.fake_cupy` in ``sys.modules["cupy"]`` for the duration of a test, so
-that ``ops/gpu.py``, ``render/gpu.py`` and everything above them run unchanged with the kernels compiled by
+that ``ops/gpu.py``, ``ops/raster_gpu.py`` and everything above them run unchanged with the kernels compiled by
 g++. Nothing outside tests/ imports this package.
 """
 

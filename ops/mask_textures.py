@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from faceocc.ops.atlas import IMAGE_SUFFIXES, load_rgba, warn_skipped
 
 from faceocc.recordio.images import MAX_PIXELS
+
+from .atlas import IMAGE_SUFFIXES, load_rgba, warn_skipped
 
 TEX_H, TEX_W = 128, 256
 INSIGHTFACE_MASKS = ("mask_white.jpg", "mask_blue.jpg", "mask_black.jpg", "mask_green.jpg")

@@ -1,30 +1,87 @@
-// z-buffered mask rasterizer; semantics: render/raster.py (the NumPy twin), same float32 operation
-// order; compile with --fmad=false so that coverage and depth are bit-identical to the twin.
+// z-buffered 3D-mask rasterizer; semantics: ops/surface.py and ops/raster.py (the NumPy twins), same
+// float32 operation order; compile with --fmad=false so that surface, coverage and depth are bit-identical
+// to the twins. A row whose texture is -1 is not drawn (its face is copied, its mask is 255).
+// pass 0 (surface): one thread per (face, grid vertex): the mask surface draped on the face's landmarks.
 // pass 1 (depth): one thread per (face, triangle), atomicMin of (depth bits << 32 | triangle) per pixel.
-// pass 2 (shade): one thread per (face, pixel): texture, shade, composite, mask.
+// pass 2 (shade): one thread per (face, pixel): texture, shade, tint, composite, mask.
 
+// the render fields of a parameter row (ops/params.py RENDER_DTYPE; the render_* fields of Params)
 struct RenderParams {
   int texture;
   float top;
   float ambient;
   float gain;
   float light[3];
+  float tint[3];
 };
 
 #ifdef FO_RENDER_PARAM_SIZE
 static_assert(sizeof(RenderParams) == FO_RENDER_PARAM_SIZE, "RenderParams differs from RENDER_DTYPE");
 #endif
 
+#define FO_LANDMARKS 68
+#define FO_JAW_FIRST 2
+#define FO_JAW_POINTS 13
+
+// the (jv, iu) vertex of the surface grid (nu + 1 columns, nv + 1 rows) of one face's landmarks [68, 3]
+extern "C" __global__ void mask_surface(const float* __restrict__ landmarks, const RenderParams* __restrict__ params,
+                                        int nu, int nv, float scale, float* __restrict__ verts) {
+  const int n = blockIdx.y;
+  const int k = blockIdx.x * blockDim.x + threadIdx.x;
+  const int n_verts = (nu + 1) * (nv + 1);
+  if (k >= n_verts) return;
+  float* out = verts + ((size_t)n * n_verts + k) * 3;
+  if (params[n].texture < 0) {
+    out[0] = 0.0f; out[1] = 0.0f; out[2] = 0.0f;
+    return;
+  }
+  const float* lm = landmarks + (size_t)n * FO_LANDMARKS * 3;
+  const float* left = lm + 1 * 3;
+  const float* right = lm + 15 * 3;
+  const float* bridge = lm + 27 * 3;
+  const float* tip = lm + 30 * 3;
+  const float u = (float)(k % (nu + 1)) / (float)nu;
+  const float v = (float)(k / (nu + 1)) / (float)nv;
+  // the jaw line, pushed out from the nose tip, and its normalized 2D arc length
+  float jx[FO_JAW_POINTS], jy[FO_JAW_POINTS], t[FO_JAW_POINTS];
+  for (int i = 0; i < FO_JAW_POINTS; ++i) {
+    const float* p = lm + (FO_JAW_FIRST + i) * 3;
+    jx[i] = tip[0] + (p[0] - tip[0]) * scale;
+    jy[i] = tip[1] + (p[1] - tip[1]) * scale;
+  }
+  t[0] = 0.0f;
+  for (int i = 1; i < FO_JAW_POINTS; ++i) {
+    const float dx = jx[i] - jx[i - 1], dy = jy[i] - jy[i - 1];
+    t[i] = t[i - 1] + sqrtf(dx * dx + dy * dy);
+  }
+  const float total = t[FO_JAW_POINTS - 1] > 0.0f ? t[FO_JAW_POINTS - 1] : 1.0f;
+  for (int i = 0; i < FO_JAW_POINTS; ++i) t[i] = t[i] / total;
+  int j = 0;
+  for (int i = 1; i < FO_JAW_POINTS - 1; ++i) j += t[i] <= u ? 1 : 0;
+  const float span = t[j + 1] - t[j];
+  const float frac = span > 0.0f ? (u - t[j]) / span : 0.0f;
+  const float z0 = lm[(FO_JAW_FIRST + j) * 3 + 2], z1 = lm[(FO_JAW_FIRST + j + 1) * 3 + 2];
+  const float bottom[3] = {jx[j] + frac * (jx[j + 1] - jx[j]), jy[j] + frac * (jy[j + 1] - jy[j]),
+                           z0 + frac * (z1 - z0)};
+  const float top = params[n].top, w = 1.0f - u;
+  for (int c = 0; c < 3; ++c) {
+    const float middle = tip[c] + top * (bridge[c] - tip[c]);
+    const float control = 2.0f * middle - (left[c] + right[c]) * 0.5f;
+    const float edge = (w * w) * left[c] + ((2.0f * u) * w) * control + (u * u) * right[c];
+    out[c] = (1.0f - v) * edge + v * bottom[c];
+  }
+}
+
 __device__ __forceinline__ float edge_fn(float ax, float ay, float bx, float by, float px, float py) {
   return (bx - ax) * (py - ay) - (by - ay) * (px - ax);
 }
 
 extern "C" __global__ void raster_depth(const float* __restrict__ verts, const int* __restrict__ tris,
-                                        int n_verts, int n_tris, int h, int w,
-                                        unsigned long long* __restrict__ zbuf) {
+                                        const RenderParams* __restrict__ params, int n_verts, int n_tris, int h,
+                                        int w, unsigned long long* __restrict__ zbuf) {
   const int n = blockIdx.y;
   const int t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= n_tris) return;
+  if (t >= n_tris || params[n].texture < 0) return;
   const float* v = verts + (size_t)n * n_verts * 3;
   const float* a = v + tris[t * 3 + 0] * 3;
   const float* b = v + tris[t * 3 + 1] * 3;
@@ -108,7 +165,7 @@ extern "C" __global__ void raster_shade(const unsigned char* __restrict__ faces,
   const float shade = (rp.ambient + (1.0f - rp.ambient) * fmaxf(lit, 0.0f)) * rp.gain;
   for (int k = 0; k < 3; ++k) {
     const int straight = (rgba[k] * 255 + rgba[3] / 2) / max(rgba[3], 1);
-    const float value = rintf((float)straight * shade);
+    const float value = rintf(((float)straight * shade) * rp.tint[k]);
     out[pix * 3 + k] = (unsigned char)fminf(fmaxf(value, 0.0f), 255.0f);
   }
   mask[pix] = 0;
