@@ -50,7 +50,7 @@ class FaceOcclusionLoader:
     batches per epoch; iterating again runs the next epoch. Every image appears once per epoch across
     shards, in a seeded uniform permutation (see ``dali_pipes.order``; ``last_batch`` states what
     happens to the remainder). ``shard_id``/``num_shards`` not given come from torch.distributed or
-    torchrun's RANK / WORLD_SIZE; the GPU is LOCAL_RANK.
+    torchrun's RANK / WORLD_SIZE; the GPU is ``device_id``, default LOCAL_RANK.
 
     ``num_threads``: DALI's threads, and on the CPU the occlusion step's worker threads;
     ``read_threads`` is accepted for compatibility (a batch is read at once from a memory map).
@@ -65,7 +65,7 @@ class FaceOcclusionLoader:
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
                  num_shards: int | None = None, dtype: Any = None, last_batch: str = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2, on_bad_image: str = "raise") -> None:
+                 prefetch: int = 2, on_bad_image: str = "raise", device_id: int | None = None) -> None:
         import torch
 
         if device not in ("gpu", "cpu"):
@@ -83,6 +83,8 @@ class FaceOcclusionLoader:
         if np_dtype is None:
             raise ValueError("dtype must be torch.float32 or torch.float16")
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
+        if device_id is not None:
+            local = whole_number("device_id", device_id, 0)
         self.data_dir = Path(data_dir)
         masks = mask_paths(self.data_dir)
         with RecordDataset(self.data_dir) as ds:
