@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from cuda_host import real_faces, rendered_masks, requires_gxx
-from faceocc import occlude
-from faceocc.functional import clear_cache
 from faceocc.ops import FaceOccluder, Kind, load_profile
 from gpu import requires_gpu
+
+from faceocc import occlude
+from faceocc.functional import clear_cache
 
 N = 48
 DEVICE = 1                  # the tensors' CUDA device in the fake: not device 0
