@@ -26,7 +26,7 @@ class ArcFaceLoader:
     """What :func:`get_dataloader` returns: iterating gives one epoch of ``(img, local_labels)`` (or MSML's
     ``(img, msk, ori, label)``) tuples on ``device``; iterating again gives the next epoch. ``len()`` is
     batches per epoch, the same on every rank. ``loader`` is the :class:`faceocc.FaceOcclusionLoader` below
-    (its ``state_dict`` / ``load_state_dict`` resume a run)."""
+    (its ``state_dict`` / ``load_state_dict`` resume a run in the middle of an epoch)."""
 
     def __init__(self, loader: FaceOcclusionLoader, outputs: tuple[str, ...], device: Any) -> None:
         self.loader = loader
@@ -39,6 +39,13 @@ class ArcFaceLoader:
     def __iter__(self):
         for batch in self.loader:
             yield tuple(batch[name].to(self.device, non_blocking=True) for name in self.outputs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the next iteration at the beginning of ``epoch`` (its own permutation and occlusions), as
+        when a run resumed at ``start_epoch`` calls ``train_loader.set_epoch(start_epoch)``."""
+        state = self.loader.state_dict()
+        state["next_batch"] = whole_number("epoch", epoch, 0) * len(self.loader)
+        self.loader.load_state_dict(state)
 
     def reset(self) -> None:
         """After an epoch (as ``train_v2.py`` calls it with DALI) nothing is left to do; in the middle of

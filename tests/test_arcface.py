@@ -85,9 +85,13 @@ def test_msml_outputs_and_reset_in_the_middle_of_an_epoch(dataset, no_gpu):
     del it
     loader.reset()              # the rest of epoch 0 is dropped: the next iteration is epoch 1
     assert loader.loader.state_dict()["next_batch"] == len(loader)
-    assert len(list(loader)) == len(loader)
+    epoch1 = list(loader)
+    assert len(epoch1) == len(loader)
     loader.reset()              # after a whole epoch: nothing to drop
     assert loader.loader.state_dict()["next_batch"] == 2 * len(loader)
+    loader.set_epoch(1)         # a resumed run: epoch 1 again, the same batches
+    assert all(torch.equal(a, b) for a, b in zip(epoch1[0], next(iter(loader))))
+    assert loader.loader.epoch == 1
 
 
 def test_arguments(dataset, no_gpu, monkeypatch):
