@@ -46,18 +46,48 @@ class FaceOcclusionLoader:
 
     ``img``/``ori`` [N, C, H, W] of ``dtype`` (C = 3, or what the profile's apply step gives),
     ``msk`` [N, H, W] int32 (1 clean, 0 occluded), ``label`` [N] int64, ``kind`` [N] int8
-    (``ops.Kind`` codes), ``key`` [N] int64 (record keys), on the pipeline's device. ``len()`` is
+    (``faceocc.Kind`` codes), ``key`` [N] int64 (record keys), on the pipeline's device. ``len()`` is
     batches per epoch; iterating again runs the next epoch. Every image appears once per epoch across
-    shards, in a seeded uniform permutation (see ``dali_pipes.order``; ``last_batch`` states what
-    happens to the remainder). ``shard_id``/``num_shards`` not given come from torch.distributed or
-    torchrun's RANK / WORLD_SIZE; the GPU is ``device_id``, default LOCAL_RANK.
-
-    ``num_threads``: DALI's threads, and on the CPU the occlusion step's worker threads;
-    ``read_threads`` is accepted for compatibility (a batch is read at once from a memory map).
+    shards, in a seeded uniform permutation (see ``faceocc.dali_pipes.order``; ``last_batch`` states
+    what happens to the remainder). Bad data and bad arguments fail here, at construction, with the
+    file, key and offset or the argument's name in the message; mask records that are not aligned
+    with ``train.rec`` are refused.
 
     An image the decoder refuses raises :class:`ImageDecodeError` naming file, key and offset
     (``on_bad_image="raise"``), or is replaced by the nearest earlier usable image of its batch and
     logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed.
+
+    Args:
+        data_dir: folder with ``train.rec``/``train.idx`` (any of the three RecordIO layouts), or a
+            ``.rec`` path; ``mask_out.rec``/``mask.rec`` beside it feed the ``mask3d`` kind.
+        batch_size: images per batch (per shard).
+        device: ``"gpu"`` (decoding and occlusion on ``LOCAL_RANK``'s GPU, needs CuPy) or ``"cpu"``
+            (DALI's CPU decoder and the NumPy twin).
+        profile: ``"ms1m"``, ``"casia"``, ``"msml_exact"``, a YAML path or a ``Profile``
+            (see :func:`faceocc.load_profile`).
+        occluders: a folder in MSML's layout (``glasses_crop/``, ``eleglasses_crop/``,
+            ``scarf_crop/``, ``object_train/``); ``None`` takes the built-in procedural bank.
+        out_size: (height, width) of the outputs; images of another size are resized.
+        seed: seeds the order and every occlusion, with shard, epoch and batch.
+        shard_id, num_shards: this process's shard; not given, they come from ``torch.distributed``
+            or torchrun's ``RANK``/``WORLD_SIZE`` (one given alone takes the other from there).
+        dtype: ``torch.float32`` (default) or ``torch.float16`` for ``img``/``ori``.
+        last_batch: ``"drop"`` the last partial batch of an epoch, or ``"keep"`` it.
+        shuffle: ``False`` reads in key order.
+        num_threads: DALI's threads, and on the CPU the occlusion step's worker threads.
+        read_threads: accepted for compatibility (a batch is read at once from a memory map).
+        prefetch: batches in flight.
+        on_bad_image: ``"raise"`` or ``"skip"`` (above).
+        device_id: the GPU (``device="gpu"``); default ``LOCAL_RANK`` (0 outside torchrun).
+
+    Example::
+
+        import faceocc
+
+        loader = faceocc.FaceOcclusionLoader("data/casia", batch_size=256, device="cpu", seed=0)
+        for batch in loader:                          # one epoch per pass
+            img, msk, ori, label = batch["img"], batch["msk"], batch["ori"], batch["label"]
+        state = loader.state_dict()                   # load_state_dict(state) resumes exactly here
     """
 
     def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: str = "gpu",

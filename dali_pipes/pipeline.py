@@ -13,7 +13,7 @@ Masked faces and masks are cut out and decoded only for the rows that use a 3D m
 conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
 dense batch is needed), never read by the apply step (their ``m3d_slot`` is -1). Every pipeline
 output costs DALI time per batch: label, key and the parameter row travel together as one ``meta``
-row (:func:`dali_pipes.source.pack_meta`).
+row (:func:`faceocc.dali_pipes.source.pack_meta`).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class HandOff:
     step does not hold a DALI thread while the twin runs, and consecutive batches are occluded in
     parallel, each whole (no join). DALI runs one operator's iterations in order, so :attr:`ready`
     is in batch order; the keys let the consumer check that. The outputs are written to arrays of a
-    :class:`ops.buffers.BufferPool` (up to ``keep`` per output): those of batches the consumer has let
+    :class:`faceocc.ops.buffers.BufferPool` (up to ``keep`` per output): those of batches the consumer has let
     go of are reused, those it keeps are never touched."""
 
     def __init__(self, occluder: FaceOccluder, threads: int = 1, keep: int = 8) -> None:
@@ -163,10 +163,40 @@ class HandOff:
 
 def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = None, masks: Any = None,
                  kind: bool = True, threads: int = 1) -> tuple:
-    """The occlusion as a DALI operator inside a user's pipeline definition: ``faces`` decoded
-    [H, W, 3] uint8 samples, ``params`` rows of ``occluder.sample(...)`` as uint8 [row bytes];
-    ``masked``/``masks`` for 3D-mask rows (``m3d_slot`` = row). Returns DataNodes img, msk, ori
-    (and kind with ``kind=True``); ``threads`` CPU threads share each batch's rows."""
+    """The occlusion as a DALI operator inside a user's pipeline definition (a ``fn.python_function``
+    with ``batch_processing=True``): CuPy kernels on the occluder's GPU, the NumPy twin on the CPU.
+
+    Args:
+        occluder: a :class:`faceocc.FaceOccluder` whose ``size`` is the faces' size; its ``device``
+            is the operator's.
+        faces: DataNode of decoded [H, W, 3] uint8 samples.
+        params: DataNode of parameter rows, one per sample: the bytes of a row of
+            ``occluder.sample(...)`` as uint8 [row bytes].
+        masked, masks: DataNodes of the 3D-mask rows' masked face [H, W, 3] and mask [H, W, 1]
+            (uint8, per sample; ``m3d_slot`` = row); ``None`` when the table has no such rows.
+        kind: also return each sample's kind code.
+        threads: CPU threads that share each batch's rows.
+
+    Returns:
+        DataNodes ``img``, ``msk``, ``ori`` (and ``kind`` with ``kind=True``), as
+        ``occluder.apply`` gives them.
+
+    Example::
+
+        import numpy as np
+        from nvidia.dali import fn, pipeline_def, types
+        from faceocc import FaceOccluder, occlusion_op
+
+        occ = FaceOccluder("casia", None, (112, 112), "cpu", seed=0, has_masks=False)
+        faces = np.zeros((32, 112, 112, 3), np.uint8)     # your decoded faces
+        rows = occ.sample(32, batch=0).view(np.uint8).reshape(32, -1)
+
+        @pipeline_def(batch_size=32, num_threads=2, device_id=None)
+        def pipe():
+            f, p = fn.external_source(source=lambda: (faces, rows), num_outputs=2, batch=True,
+                                      dtype=[types.UINT8, types.UINT8])
+            return tuple(occlusion_op(occ, f, p, threads=2))
+    """
     from nvidia.dali import fn
 
     extra = () if masked is None else (masked, masks)

@@ -138,7 +138,7 @@ class Profile:
 
     def validate(self, size: tuple[int, int] = (112, 112)) -> Profile:
         """Raise ValueError, naming the field path and its allowed values, for any field of the wrong
-        type or magnitude (the rules: :mod:`ops.profile_rules`); returns the profile."""
+        type or magnitude (the rules: :mod:`faceocc.ops.profile_rules`); returns the profile."""
         validate_profile(self, size)
         return self
 
@@ -189,7 +189,27 @@ def _merge(obj: object, data: dict, where: str) -> object:
 
 
 def load_profile(profile: str | os.PathLike | Profile | None = "ms1m") -> Profile:
-    """A built-in profile by name (``ms1m``, ``casia``), a YAML path, or a Profile (returned as is)."""
+    """A built-in profile by name, a YAML file, or a Profile (returned as is).
+
+    A YAML file holds only the fields it changes, on top of ``base:`` (a built-in name or another
+    YAML path; default ``ms1m``). Field values are checked when the occluder is built
+    (:meth:`Profile.validate`, one rule per field in :mod:`faceocc.ops.profile_rules`); unknown fields are refused here.
+
+    Args:
+        profile: ``"ms1m"`` (the default, also for ``None``), ``"casia"``, ``"msml_exact"`` (``ms1m``
+            with MSML's flip probability 0.6), a path to a YAML file, or a :class:`Profile`.
+
+    Raises:
+        ValueError: neither a built-in nor a file, not a YAML mapping, or a field that does not exist.
+
+    Example::
+
+        from faceocc import load_profile
+
+        prof = load_profile("casia")
+        print(prof.flip_p, prof.kinds)
+        mine = load_profile("my.yaml")      # a file holding e.g. "base: casia" and "flip_p: 0.6"
+    """
     if isinstance(profile, Profile):
         return profile
     name = "ms1m" if profile is None else str(profile)

@@ -20,10 +20,25 @@ from .index import read_index
 class RecordDataset:
     """Read access to an indexed MXNet record file of face images, in any of the three layouts.
 
-    ``path`` is a folder holding ``train.rec``/``train.idx`` or a ``.rec`` file with its ``.idx``
-    beside it. Layouts: ``"insightface"`` (record 0 an empty-payload header labelled ``[N+1, N+1+C]``,
-    images at keys 1..N, identity records after them) and ``"im2rec"`` (every key an image; vector
-    labels allowed, the class being the first value).
+    Layouts (:attr:`layout`): ``"insightface"`` (record 0 an empty-payload header labelled
+    ``[N+1, N+1+C]``, images at keys 1..N, identity records after them) and ``"im2rec"`` (every key an
+    image; vector labels allowed, the class being the first value). The index is checked when the
+    dataset is opened; malformed input raises :class:`RecordIOError` naming file, key and byte offset.
+    Reads are ``pread`` calls on one file handle (no MXNet, no DALI); use it as a context manager or
+    call :meth:`close`.
+
+    Args:
+        path: a folder holding ``train.rec``/``train.idx``, or a ``.rec`` file.
+        idx_path: the index; default the ``.rec`` path with the suffix ``.idx``.
+
+    Example::
+
+        from faceocc.recordio import RecordDataset
+
+        with RecordDataset("/data/casia-webface") as ds:
+            print(ds.layout, len(ds), ds.num_classes)        # "insightface", images, identities
+            header, jpeg = ds.read(int(ds.image_keys[0]))     # IRHeader(flag, label, id, id2), bytes
+            ranges = ds.identity_ranges                       # [first, last + 1) per identity
     """
 
     def __init__(self, path: str | os.PathLike, idx_path: str | os.PathLike | None = None) -> None:
