@@ -8,6 +8,7 @@ on torch's current stream, for CUDA tensors; the NumPy twin for CPU tensors. No 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from typing import Any
@@ -22,6 +23,7 @@ from faceocc.ops.profiles import Profile
 CACHED = 8                     # occluders kept (each holds its occluder bank, and on a GPU its kernels)
 SEED_BOUND = 2**63 - 1         # seeds drawn from a torch.Generator lie in [0, this)
 _occluders: OrderedDict = OrderedDict()
+_lock = threading.Lock()        # calls from several threads share the cache
 
 
 def _cuda_index(images: Any) -> int | None:
@@ -36,22 +38,24 @@ def _occluder(prof: Profile, occluders: Any, size: tuple[int, int], cuda: int | 
     bank = isinstance(occluders, OccluderBank)
     source = id(occluders) if bank else (None if occluders is None else os.fspath(occluders))
     key = (repr(prof), source, size, cuda, has_masks, np.dtype(dtype).str)
-    if key in _occluders:
-        _occluders.move_to_end(key)
-        return _occluders[key][0]
-    with warnings.catch_warnings():  # without masks the mask3d share goes to the other kinds, as documented
-        warnings.simplefilter("ignore", UserWarning)
-        occ = FaceOccluder(prof, occluders, size, "cpu" if cuda is None else "gpu", has_masks=has_masks,
-                           dtype=dtype, device_id=cuda)
-    _occluders[key] = (occ, occluders)     # a bank given by the caller stays alive with its id in the key
-    while len(_occluders) > CACHED:
-        _occluders.popitem(last=False)
+    with _lock:
+        if key in _occluders:
+            _occluders.move_to_end(key)
+            return _occluders[key][0]
+        with warnings.catch_warnings():  # without masks the mask3d share goes to the other kinds, as documented
+            warnings.simplefilter("ignore", UserWarning)
+            occ = FaceOccluder(prof, occluders, size, "cpu" if cuda is None else "gpu", has_masks=has_masks,
+                               dtype=dtype, device_id=cuda)
+        _occluders[key] = (occ, occluders)     # a bank given by the caller stays alive with its id in the key
+        while len(_occluders) > CACHED:
+            _occluders.popitem(last=False)
     return occ
 
 
 def clear_cache() -> None:
     """Forget the occluders made so far (their banks, atlases and kernels)."""
-    _occluders.clear()
+    with _lock:
+        _occluders.clear()
 
 
 def _seed_of(seed: Any) -> int:
