@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 import torch
+from cuda_host import requires_gxx
 from datasets import face_dataset
 
 from faceocc.recordio import RecordDataset, class_of
@@ -116,3 +117,24 @@ def test_arguments(dataset, no_gpu, monkeypatch):
     assert got.device == torch.device("cuda", 3)
     arcface.get_dataloader(dataset, 3, 64, device="cpu")         # decoded on the CPU, handed to cuda:3
     assert made["kwargs"]["device"] == "cpu"
+
+
+@pytest.mark.kernels_on_cpu
+@requires_gxx
+def test_the_gpu_path_on_local_rank_runs_on_the_cpu_harness(cp, dataset, monkeypatch):
+    """``get_dataloader(root, 1, ...)`` with a GPU: the loader's GPU step (the kernels of tests/cuda_host's
+    fake CuPy) on device 1 although LOCAL_RANK is unset, giving the CPU path's batches."""
+    from test_loader_gpu_step_on_cpu import gpu_seams
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    gpu_seams(monkeypatch, [])                        # the GPU pipeline built on the CPU; torch's stream
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    got = quiet_loader(dataset, 1, BATCH, seed=5, outputs="msml", device="gpu")
+    want = quiet_loader(dataset, 1, BATCH, seed=5, outputs="msml", device="cpu")
+    assert got.loader.device_id == 1 and got.device == torch.device("cuda", 1)
+    got.device = want.device = torch.device("cpu")    # the fake's tensors live in host memory
+    cp.LOG.clear()
+    (img, msk, ori, label), (img_w, msk_w, ori_w, label_w) = next(iter(got)), next(iter(want))
+    assert torch.equal(label, label_w) and torch.equal(msk, msk_w)
+    assert (img - img_w).abs().max() <= 2 / 255 and (ori - ori_w).abs().max() <= 2 / 255
+    assert {e.device for e in cp.LOG if e.op == "launch"} == {1}
