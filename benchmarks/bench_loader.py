@@ -1,6 +1,6 @@
 """The loader's own cost, side by side with what it must keep up with, in one run (issue 13).
 
-    python -m benchmarks.bench_loader.py [--device cpu] [--rounds 12] [--out FILE]
+    python -m benchmarks.bench_loader [--device cpu] [--rounds 12] [--out FILE] [--pairs all|loader-vs-dali]
 
 On one dataset (``faceocc demo``'s embedded 512 faces with rendered masks), batch 64, the same DALI
 threads for every pipeline:
@@ -16,7 +16,8 @@ threads for every pipeline:
 Each pair is measured alternately, ``--rounds`` times, on pipelines built once, each turn after
 untimed settle steps; a figure is the total images over the total time of its rounds; the decode pair
 also records CPU time per batch. A second instance of each baseline (``--no-controls`` skips them)
-shows the measurement's own spread.
+shows the measurement's own spread. ``--pairs loader-vs-dali`` (the GPU run's) measures only faceocc's
+loader, MS1M mix and occlusion off, against bare DALI without the resize, in one alternation.
 Writes JSON (environment, settings, figures, ratios, targets) to
 ``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures move with
 the machine's load.
@@ -43,14 +44,22 @@ SETTLE = 6  # untimed steps at the start of each turn (see alternate)
 TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
 
 
-def dataset(work: Path, device: str) -> Path:
-    """``faceocc demo``'s embedded dataset under ``work`` (built once)."""
+def dataset(work: Path, device: str, images: int = 512) -> Path:
+    """``faceocc demo``'s embedded dataset of about ``images`` faces under ``work/dataset``, built once
+    (again when ``images`` changes); its folder, on the first run as on later ones."""
+    import json
+
     from faceocc.demo import prepare_embedded
 
     data = work / "dataset"
-    if (data / "mask.rec").is_file() and (data / "train.rec").is_file():
+    stamp = work / "bench-loader-dataset.json"
+    wanted = {"images": images}
+    if (data / "mask.rec").is_file() and (data / "train.rec").is_file() and stamp.is_file() \
+            and json.loads(stamp.read_text()) == wanted:
         return data
-    return prepare_embedded(work, device, progress=False)
+    folder, _ = prepare_embedded(work, device, images=images, progress=False)
+    stamp.write_text(json.dumps(wanted))
+    return folder
 
 
 def occlusion_off() -> Any:
@@ -190,100 +199,136 @@ def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: in
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict]:
-    """Measure the three pairs; returns the JSON path and the result."""
+    """Measure the pairs ``args.pairs`` names; returns the JSON path and the result."""
     device = available_device() if args.device == "auto" else args.device
     cores = os.cpu_count() or 1
     threads = args.threads or min(cores, 16)
     work = Path(args.work or Path.home() / ".cache" / "faceocc" / "bench-loader")
-    data = dataset(work, device)
+    data = dataset(work, device, args.images)
     b = args.batch_size
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
     figures: dict[str, float] = {}
     cpu_ms: dict[str, float] = {}
     rounds: dict[str, list[float]] = {}
+
+    def measure(contenders: dict[str, Callable[[], Iterator]], batches: int, on: str = device,
+                cpu_time: bool = True) -> None:
+        """Build every contender, then time them in alternation (built once; dropped after)."""
+        steps = {name: partial(next, make()) for name, make in contenders.items()}
+        figures.update(alternate(steps, batches, args.rounds, args.warmup, b, on, cpu_ms if cpu_time else None,
+                                 per_round=rounds))
+
+    def loader(profile: Any, **kw: Any) -> Callable[[], Iterator]:
+        return lambda: faceocc_loader(data, b, device, threads, profile, **kw)
+
+    def bare(resize: bool) -> Callable[[], Iterator]:
+        return lambda: bare_dali(data, b, device, threads, resize=resize)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        say("record path: readers.mxnet vs faceocc's source ...")
-        figures.update(alternate({"readers_mxnet_raw": readers_mxnet_raw(data, b, threads),
-                                  "faceocc_record_path": record_path(data, b, threads, False),
-                                  "faceocc_record_path_with_masks": record_path(data, b, threads, True)},
-                                 args.batches * 4, args.rounds, args.warmup, b, "cpu", per_round=rounds))
-        say("bare DALI vs faceocc with the occlusion off ...")
-        pair = {"bare_dali": partial(next, bare_dali(data, b, device, threads)),
-                "faceocc_occlusion_off": partial(next, faceocc_loader(data, b, device, threads, occlusion_off()))}
-        if device == "cpu":
-            pair["faceocc_occlusion_off_without_twin"] = partial(
-                next, faceocc_loader(data, b, device, threads, occlusion_off(), without_twin=True))
-        pair["bare_dali_without_resize"] = partial(next, bare_dali(data, b, device, threads, resize=False))
-        if args.controls:
-            pair["bare_dali_again"] = partial(next, bare_dali(data, b, device, threads))
-        figures.update(alternate(pair, args.batches, args.rounds, args.warmup, b, device, cpu_ms, per_round=rounds))
-        del pair
-        say("faceocc MS1M mix vs the MSML-style DataLoader ...")
-        pair = {"faceocc_ms1m": partial(next, faceocc_loader(data, b, device, threads, "ms1m")),
-                "msml_dataloader": partial(next, msml_dataloader(data, b, cores))}
-        if args.controls:
-            pair["msml_dataloader_again"] = partial(next, msml_dataloader(data, b, cores))
-        figures.update(alternate(pair, max(2, args.batches // 2), args.rounds, args.warmup, b, device, cpu_ms,
-                                 per_round=rounds))
-        del pair
-    ratios = {"record_path_vs_readers_mxnet": figures["faceocc_record_path"] / figures["readers_mxnet_raw"],
-              "occlusion_off_vs_bare_dali": figures["faceocc_occlusion_off"] / figures["bare_dali"],
-              "occlusion_off_vs_bare_dali_without_resize":
-                  figures["faceocc_occlusion_off"] / figures["bare_dali_without_resize"],
-              "ms1m_vs_msml_dataloader": figures["faceocc_ms1m"] / figures["msml_dataloader"],
-              "record_path_with_masks_vs_readers_mxnet":
-                  figures["faceocc_record_path_with_masks"] / figures["readers_mxnet_raw"],
-              "occlusion_off_vs_bare_dali_cpu_time": cpu_ms["bare_dali"] / cpu_ms["faceocc_occlusion_off"],
-              "ms1m_vs_msml_dataloader_cpu_time": cpu_ms["msml_dataloader"] / cpu_ms["faceocc_ms1m"]}
-    controls = {k: figures[f"{k}_again"] / figures[k] for k in ("bare_dali", "msml_dataloader")
-                if f"{k}_again" in figures}
-    if "faceocc_occlusion_off_without_twin" in figures:
-        ratios["occlusion_off_without_twin_vs_bare_dali"] = (figures["faceocc_occlusion_off_without_twin"]
-                                                             / figures["bare_dali"])
-    targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()}
-    paired = {"record_path_vs_readers_mxnet": ("faceocc_record_path", "readers_mxnet_raw"),
-              "occlusion_off_vs_bare_dali": ("faceocc_occlusion_off", "bare_dali"),
-              "occlusion_off_vs_bare_dali_without_resize": ("faceocc_occlusion_off", "bare_dali_without_resize"),
-              "ms1m_vs_msml_dataloader": ("faceocc_ms1m", "msml_dataloader"),
-              "control_bare_dali": ("bare_dali_again", "bare_dali"),
-              "control_msml_dataloader": ("msml_dataloader_again", "msml_dataloader")}
+        if args.pairs == "loader-vs-dali":
+            say("bare DALI (no resize) vs faceocc, occlusion off and MS1M mix ...")
+            contenders = {"bare_dali_without_resize": bare(False), "faceocc_occlusion_off": loader(occlusion_off()),
+                          "faceocc_ms1m": loader("ms1m")}
+            if args.controls:
+                contenders["bare_dali_without_resize_again"] = bare(False)
+            measure(contenders, args.batches)
+        else:
+            say("record path: readers.mxnet vs faceocc's source ...")
+            records = {"readers_mxnet_raw": lambda: iter(readers_mxnet_raw(data, b, threads), None),
+                       "faceocc_record_path": lambda: iter(record_path(data, b, threads, False), None),
+                       "faceocc_record_path_with_masks": lambda: iter(record_path(data, b, threads, True), None)}
+            measure(records, args.batches * 4, "cpu", cpu_time=False)
+            say("bare DALI vs faceocc with the occlusion off ...")
+            pair = {"bare_dali": bare(True), "faceocc_occlusion_off": loader(occlusion_off())}
+            if device == "cpu":
+                pair["faceocc_occlusion_off_without_twin"] = loader(occlusion_off(), without_twin=True)
+            pair["bare_dali_without_resize"] = bare(False)
+            if args.controls:
+                pair["bare_dali_again"] = bare(True)
+            measure(pair, args.batches)
+            say("faceocc MS1M mix vs the MSML-style DataLoader ...")
+            pair = {"faceocc_ms1m": loader("ms1m"), "msml_dataloader": lambda: msml_dataloader(data, b, cores)}
+            if args.controls:
+                pair["msml_dataloader_again"] = lambda: msml_dataloader(data, b, cores)
+            measure(pair, max(2, args.batches // 2))
+    result = summary(figures, cpu_ms, rounds, cores, args.pairs)
+    return write_result(f"loader-{device}", settings(args, device, threads, cores), result, args.out), result
+
+
+RATIOS = {  # name: (faceocc's contender, the other), both in figures; *_cpu_time: the CPU ms the other way round
+    "record_path_vs_readers_mxnet": ("faceocc_record_path", "readers_mxnet_raw"),
+    "record_path_with_masks_vs_readers_mxnet": ("faceocc_record_path_with_masks", "readers_mxnet_raw"),
+    "occlusion_off_vs_bare_dali": ("faceocc_occlusion_off", "bare_dali"),
+    "occlusion_off_vs_bare_dali_without_resize": ("faceocc_occlusion_off", "bare_dali_without_resize"),
+    "occlusion_off_without_twin_vs_bare_dali": ("faceocc_occlusion_off_without_twin", "bare_dali"),
+    "ms1m_vs_bare_dali_without_resize": ("faceocc_ms1m", "bare_dali_without_resize"),
+    "ms1m_vs_msml_dataloader": ("faceocc_ms1m", "msml_dataloader"),
+    "occlusion_off_vs_bare_dali_cpu_time": ("faceocc_occlusion_off", "bare_dali"),
+    "ms1m_vs_msml_dataloader_cpu_time": ("faceocc_ms1m", "msml_dataloader"),
+}
+CONTROLS = ("bare_dali", "bare_dali_without_resize", "msml_dataloader")
+
+
+def summary(figures: dict, cpu_ms: dict, rounds: dict, cores: int, pairs: str = "all") -> dict:
+    """Figures, ratios (those whose two contenders were measured in one alternation), targets, controls
+    and notes."""
+    ratios = {}
+    for name, (mine, other) in RATIOS.items():
+        if name == "ms1m_vs_bare_dali_without_resize" and pairs != "loader-vs-dali":
+            continue                    # in "all", faceocc_ms1m runs in another alternation than bare DALI
+        if name.endswith("_cpu_time"):
+            if mine in cpu_ms and other in cpu_ms:
+                ratios[name] = cpu_ms[other] / cpu_ms[mine]
+        elif mine in figures and other in figures:
+            ratios[name] = figures[mine] / figures[other]
+    controls = {k: figures[f"{k}_again"] / figures[k] for k in CONTROLS if f"{k}_again" in figures}
+    targets = {k: {"target": v, "value": ratios[k], "met": bool(ratios[k] >= v)} for k, v in TARGETS.items()
+               if k in ratios}
+    paired = {name: RATIOS[name] for name in ratios if not name.endswith("_cpu_time")}
+    paired.update({f"control_{k}": (f"{k}_again", k) for k in CONTROLS})
     per_round = {}
     for key, (mine, other) in paired.items():
         if mine in rounds and other in rounds:
             r = np.asarray(rounds[other]) / np.asarray(rounds[mine])      # same images per turn: time ratio
             per_round[key] = {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
-    settings = {"device": device, "dataset": "faceocc demo (512 jittered faces, masks rendered)",
-                "batch_size": b, "dali_threads": threads, "dataloader_workers": cores, "rounds": args.rounds,
-                "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
-                                      "ms1m": max(2, args.batches // 2)},
-                "warmup": args.warmup, "settle_per_turn": SETTLE,
-                "units": "records/s for the record path, img/s otherwise",
-                "command": "python -m benchmarks.bench_loader.py " + " ".join(args.argv)}
-    result = {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
-              "controls_same_contender_twice": controls, "per_round_ratios": per_round,
-              "notes": {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
-                                       "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
-                                       "rows (readers.mxnet has no counterpart)",
-                        "cpu_ms_per_batch": "CPU time of this process and its child processes (all threads; "
-                                            "the DataLoader's workers included) per batch; less sensitive than "
-                                            "img/s to other load on the machine; *_cpu_time ratios are images "
-                                            "per CPU-second, faceocc over the other",
-                        "msml_dataloader": f"{cores} worker processes, one per core",
-                        "controls_same_contender_twice": "a second instance of the baseline in the same "
-                                                         "alternation: its ratio to the first shows the "
-                                                         "measurement's own spread (ideally 1)",
-                        "per_round_ratios": "each round's ratio of the pair's two turns, taken back to back: "
-                                            "their spread shows how much the machine's load moved",
-                        "bare_dali": "issue 13's baseline: readers.mxnet + decoders.image + resize + "
-                                     "crop_mirror_normalize; the dataset's images are 112 x 112 already, so its "
-                                     "resize copies them unchanged, a step faceocc skips (it resizes only images "
-                                     "of another size); bare_dali_without_resize is the same pipeline without "
-                                     "that step (issue 16's and the harness's baseline)",
-                        "without_twin": "diagnostic, CPU: the occlusion step hands out ready-made tensors "
-                                        "instead of running the NumPy twin; what is left is the loader's own "
-                                        "cost (records, decode, hand-off), the part a GPU run keeps on the CPU"}}
-    return write_result(f"loader-{device}", settings, result, args.out), result
+    return {"per_s": figures, "cpu_ms_per_batch": cpu_ms, "ratios": ratios, "targets": targets,
+            "controls_same_contender_twice": controls, "per_round_ratios": per_round,
+            "notes": {**NOTES, "msml_dataloader": f"{cores} worker processes, one per core"}}
+
+
+def settings(args: argparse.Namespace, device: str, threads: int, cores: int) -> dict:
+    return {"device": device, "pairs": args.pairs,
+            "dataset": f"faceocc demo (about {args.images} jittered faces, masks rendered)",
+            "batch_size": args.batch_size, "dali_threads": threads, "dataloader_workers": cores,
+            "rounds": args.rounds,
+            "batches_per_round": {"record_path": args.batches * 4, "decode": args.batches,
+                                  "ms1m": max(2, args.batches // 2)},
+            "warmup": args.warmup, "settle_per_turn": SETTLE,
+            "units": "records/s for the record path, img/s otherwise",
+            "command": "python -m benchmarks.bench_loader " + " ".join(args.argv)}
+
+
+NOTES = {"record_path": "train.rec records, labels, keys and MS1M parameter rows, as readers.mxnet "
+                        "reads train.rec; *_with_masks adds the mask_out/mask records of the 3D-mask "
+                        "rows (readers.mxnet has no counterpart)",
+         "cpu_ms_per_batch": "CPU time of this process and its child processes (all threads; "
+                             "the DataLoader's workers included) per batch; less sensitive than "
+                             "img/s to other load on the machine; *_cpu_time ratios are images "
+                             "per CPU-second, faceocc over the other",
+         "controls_same_contender_twice": "a second instance of the baseline in the same "
+                                          "alternation: its ratio to the first shows the "
+                                          "measurement's own spread (ideally 1)",
+         "per_round_ratios": "each round's ratio of the pair's two turns, taken back to back: "
+                             "their spread shows how much the machine's load moved",
+         "bare_dali": "issue 13's baseline: readers.mxnet + decoders.image + resize + "
+                      "crop_mirror_normalize; the dataset's images are 112 x 112 already, so its "
+                      "resize copies them unchanged, a step faceocc skips (it resizes only images "
+                      "of another size); bare_dali_without_resize is the same pipeline without "
+                      "that step (issue 16's and the harness's baseline)",
+         "without_twin": "diagnostic, CPU: the occlusion step hands out ready-made tensors "
+                         "instead of running the NumPy twin; what is left is the loader's own "
+                         "cost (records, decode, hand-off), the part a GPU run keeps on the CPU"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="DALI threads (default: cores, at most 16)")
     ap.add_argument("--work", default=None, help="dataset folder (default ~/.cache/faceocc/bench-loader)")
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS}/loader-<device>.json)")
+    ap.add_argument("--images", type=int, default=512, help="faces in the dataset (built once under --work)")
+    ap.add_argument("--pairs", choices=["all", "loader-vs-dali"], default="all",
+                    help="all: the three pairs; loader-vs-dali: faceocc (MS1M, occlusion off) vs bare DALI only")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--no-controls", dest="controls", action="store_false",
                     help="skip the second instances of bare DALI and the DataLoader (the measurement's spread)")

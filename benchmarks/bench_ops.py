@@ -1,7 +1,8 @@
 """Throughput of the occlusion operators alone (no decode): the NumPy twin on one CPU core, and the
-CUDA kernels on the GPU when one is present.
+CUDA kernels on the GPU when one is present (float32 and float16, at each ``--gpu-batch``); and the mask
+renderer (template landmarks) on the GPU, else its NumPy twin.
 
-    python -m benchmarks.bench_ops [--twin-batch 256] [--gpu-batch 512] [--profile ms1m]
+    python -m benchmarks.bench_ops [--twin-batch 256] [--gpu-batch 512 1024] [--render-batch 256] [--out FILE]
 
 Targets (issue 3): twin >= 3,000 img/s on one core at batch 256; kernel >= 1,000,000 img/s at
 batch 512, 112 x 112, on an H100.
@@ -60,7 +61,7 @@ def time_kernel(profile: str, batch: int, repeats: int, dtype: type, occluders: 
 
     occ = FaceOccluder(profile=profile, occluders=occluders, device="gpu", seed=0, dtype=dtype)
     faces, masked, masks = (cp.asarray(a) for a in face_batch(batch))
-    tables = [occ.sample(batch, batch=i) for i in range(8)]
+    tables = [occ.sample(batch, batch=i) for i in range(min(8, repeats))]   # also the untimed warm-up
     for table in tables:
         occ.apply(faces, table, masked, masks)
     cp.cuda.Device().synchronize()
@@ -75,25 +76,59 @@ def time_kernel(profile: str, batch: int, repeats: int, dtype: type, occluders: 
     return {f"kernel_img_per_s_{np.dtype(dtype).name}": batch / seconds, "gpu_batch": batch, "gpu_name": name}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def time_render(device: str, batch: int, repeats: int, landmarks: str = "template", model: str | None = None) -> float:
+    """Images per second of ``MaskRenderer.render`` (landmarks, surface, rasterizer) on a face batch
+    (device faces on the GPU), after one untimed call."""
+    from faceocc.render.renderer import MaskRenderer
+
+    from faceocc.runtime import synchronize
+
+    renderer = MaskRenderer((112, 112), landmarks, None, device, model)
+    faces = face_batch(batch)[0]
+    params = renderer.sample(batch, np.random.default_rng(0))
+    if device == "gpu":
+        import cupy as cp
+
+        faces = cp.asarray(faces)
+    renderer.render(faces, params)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        renderer.render(faces, params)
+    synchronize(device)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="ms1m")
     ap.add_argument("--twin-batch", type=int, default=256)
-    ap.add_argument("--gpu-batch", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--gpu-batch", type=int, nargs="+", default=[512], help="kernel batch sizes (the first: targets)")
+    ap.add_argument("--render-batch", type=int, default=256, help="faces per render call (0: no render figure)")
+    ap.add_argument("--repeats", type=int, default=10, help="timed twin batches")
+    ap.add_argument("--gpu-repeats", type=int, default=200, help="timed kernel batches (renders: a tenth, >= 1)")
     ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)
     figures = time_twin(FaceOccluder(profile=args.profile, seed=0), args.twin_batch, args.repeats)
-    try:
-        import cupy
+    from faceocc.runtime import available_device
 
-        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        has_gpu = False
+    has_gpu = available_device() == "gpu"
     if has_gpu:
-        for dtype in (np.float32, np.float16):
-            figures.update(time_kernel(args.profile, args.gpu_batch, 200, dtype))
+        per_batch = {}
+        for batch in args.gpu_batch:
+            for dtype in (np.float32, np.float16):
+                got = time_kernel(args.profile, batch, args.gpu_repeats, dtype)
+                figures.update(got if batch == args.gpu_batch[0] else {"gpu_name": got["gpu_name"]})
+                per_batch.setdefault(str(batch), {})[np.dtype(dtype).name] = got[
+                    f"kernel_img_per_s_{np.dtype(dtype).name}"]
+        figures["gpu_batch"] = args.gpu_batch[0]
+        figures["kernel_img_per_s_by_batch"] = per_batch
+    if args.render_batch > 0:
+        device = "gpu" if has_gpu else "cpu"
+        figures[f"render_template_img_per_s_{device}"] = time_render(device, args.render_batch,
+                                                                     max(1, args.gpu_repeats // 10) if has_gpu else 1)
+        figures["render_batch"] = args.render_batch
     targets = {"twin_img_per_s": 3000, "kernel_img_per_s_float32": 1_000_000}
     figures["targets"] = {k: {"target": v, "met": (figures[k] >= v) if k in figures else None}
                           for k, v in targets.items()}
@@ -102,7 +137,8 @@ def main() -> None:
     path = write_result("ops", {"profile": args.profile, "size": [112, 112], "threads": 1}, figures, args.out)
     print({k: v for k, v in figures.items() if k != "targets"})
     print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -10,6 +10,8 @@
    landmarks when a 1k3d68.onnx is at hand).
 Writes JSON (environment, settings, figures, ratios, targets) and a PNG bar chart. The ratios
 faceocc / bare DALI and faceocc / MSML-style are the headline: absolute figures move between runs.
+``--rows gpu`` (the GPU run's) measures only the rows that run on the GPU: bare DALI, the two loaders,
+and with ``--device gpu`` the kernel and the GPU renderer (no MSML-style DataLoader, no CPU twins).
 """
 
 from __future__ import annotations
@@ -123,24 +125,14 @@ def find_landmark_model(path: str | None) -> str | None:
 
 def render_alone(device: str, batch: int, landmarks: str, model: str | None, repeats: int) -> float:
     """Images per second of MaskRenderer.render (landmarks, surface, rasterizer) on a face batch."""
-    from faceocc.render.renderer import MaskRenderer
+    from benchmarks.bench_ops import time_render
 
-    from benchmarks.bench_ops import face_batch
+    return time_render(device, batch, repeats, landmarks, model)
 
-    renderer = MaskRenderer((112, 112), landmarks, None, device, model)
-    faces = face_batch(batch)[0]
-    params = renderer.sample(batch, np.random.default_rng(0))
-    if device == "gpu":
-        import cupy as cp
 
-        faces = cp.asarray(faces)
-    renderer.render(faces, params)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        renderer.render(faces, params)
-    synchronize(device)
-    return batch * repeats / (time.perf_counter() - start)
+RATIOS = {"loader_vs_bare_dali": ("faceocc_ms1m", "bare_dali"), "loader_vs_msml": ("faceocc_ms1m", "msml_dataloader"),
+          "casia_loader_vs_bare_dali": ("faceocc_casia", "bare_dali"),
+          "casia_loader_vs_msml": ("faceocc_casia", "msml_dataloader")}
 
 
 def _target(value: float | None, target: float, device: str, gpu_name: str | None) -> dict:
@@ -172,44 +164,53 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
             warnings.simplefilter("ignore", UserWarning)
             figures[name] = rate(make(), args.batches, args.warmup, args.batch_size, device)
 
+    cpu_rows = args.rows == "all"
     measure("bare_dali", lambda: bare_dali(data, args.batch_size, device, threads, size, args.seed))
     measure("faceocc_ms1m", lambda: faceocc_loader(data, args.batch_size, device, threads, "ms1m", occluders,
                                                    args.seed))
     measure("faceocc_casia", lambda: faceocc_loader(data, args.batch_size, device, threads, "casia", occluders,
                                                     args.seed))
-    measure("msml_dataloader", lambda: msml_style(data, args.batch_size, workers, "ms1m", occluders, args.seed))
+    if cpu_rows:
+        measure("msml_dataloader", lambda: msml_style(data, args.batch_size, workers, "ms1m", occluders, args.seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        ops = ops_alone(device, "ms1m", occluders, args.twin_batch, args.gpu_batch)
-    figures["twin_one_core"] = ops["twin_img_per_s"]
-    figures["sampler_one_core"] = ops["sampler_img_per_s"]
+        if cpu_rows:
+            ops = ops_alone(device, "ms1m", occluders, args.twin_batch, args.gpu_batch)
+            figures["twin_one_core"] = ops["twin_img_per_s"]
+            figures["sampler_one_core"] = ops["sampler_img_per_s"]
+        elif device == "gpu":
+            from benchmarks.bench_ops import time_kernel
+
+            ops = time_kernel("ms1m", args.gpu_batch, 200, np.float32, occluders)
+        else:
+            ops = {}
     if "kernel_img_per_s_float32" in ops:
         figures["kernel"] = ops["kernel_img_per_s_float32"]
-    figures["render_template_cpu_twin"] = render_alone("cpu", args.render_batch, "template", None, 1)
+    if cpu_rows:
+        figures["render_template_cpu_twin"] = render_alone("cpu", args.render_batch, "template", None, 1)
     if device == "gpu":
         figures["render_template_gpu"] = render_alone("gpu", args.gpu_batch, "template", None, 20)
     from faceocc.render import dlib_models
 
-    if dlib_models.available():
+    if cpu_rows and dlib_models.available():
         figures["render_dlib_cpu"] = render_alone("cpu", args.render_batch, "dlib", None, 1)
     model = find_landmark_model(args.landmark_model)
     if model:
         figures[f"render_insightface_{device}"] = render_alone(device, args.render_batch, "insightface", model,
                                                                3 if device == "gpu" else 1)
     gpu_name = device_name(device) if device == "gpu" else None
-    ratios = {"loader_vs_bare_dali": figures["faceocc_ms1m"] / figures["bare_dali"],
-              "loader_vs_msml": figures["faceocc_ms1m"] / figures["msml_dataloader"],
-              "casia_loader_vs_bare_dali": figures["faceocc_casia"] / figures["bare_dali"],
-              "casia_loader_vs_msml": figures["faceocc_casia"] / figures["msml_dataloader"]}
+    ratios = {name: figures[mine] / figures[other] for name, (mine, other) in RATIOS.items()
+              if mine in figures and other in figures}
     targets = {
         "loader_vs_bare_dali": _target(ratios["loader_vs_bare_dali"], TARGETS["loader_vs_bare_dali"], device,
                                        gpu_name),
-        "loader_vs_msml": _target(ratios["loader_vs_msml"], TARGETS["loader_vs_msml"], device, gpu_name),
+        "loader_vs_msml": _target(ratios.get("loader_vs_msml"), TARGETS["loader_vs_msml"], device, gpu_name),
         "kernel_img_per_s": _target(figures.get("kernel"), TARGETS["kernel_img_per_s"], device, gpu_name),
         "render_img_per_s": _target(figures.get("render_template_gpu"), TARGETS["render_img_per_s"], device,
                                     gpu_name),
     }
-    settings = {"device": device, "images": dataset["images"], "dataset": dataset, "size": list(size),
+    settings = {"device": device, "rows": args.rows, "images": dataset["images"], "dataset": dataset,
+                "size": list(size),
                 "batch_size": args.batch_size, "batches": args.batches, "warmup": args.warmup,
                 "dali_threads": threads, "dataloader_workers": workers, "twin_batch": args.twin_batch,
                 "gpu_batch": args.gpu_batch, "render_batch": args.render_batch,
@@ -240,8 +241,8 @@ def draw(json_path: str | os.PathLike) -> Path | None:
     figures, ratios, st, env = (doc["figures"]["img_per_s"], doc["figures"]["ratios"], doc["settings"],
                                 doc["environment"])
     bars = [(LABELS.get(k, k), v, f"{v:,.0f} img/s") for k, v in figures.items() if k != "sampler_one_core"]
-    footer = [f"faceocc / bare DALI = {ratios['loader_vs_bare_dali']:.2f}   "
-              f"faceocc / MSML-style = {ratios['loader_vs_msml']:.2f}   "
+    msml = f"{ratios['loader_vs_msml']:.2f}" if "loader_vs_msml" in ratios else "not measured"
+    footer = [f"faceocc / bare DALI = {ratios['loader_vs_bare_dali']:.2f}   faceocc / MSML-style = {msml}   "
               f"(DataLoader workers {st['dataloader_workers']}, DALI threads {st['dali_threads']})",
               f"{env['date']}  {env['gpu'] or 'CPU only'}  {env['cpu_count']} CPU cores  batch {st['batch_size']}  "
               f"{st['images']} real-face records"]
@@ -252,6 +253,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The harness's options."""
     ap = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--rows", choices=["all", "gpu"], default="all",
+                    help="gpu: only the rows that run on the GPU (bare DALI, loaders, kernel, GPU render)")
     ap.add_argument("--images", type=int, default=4096, help="records in the benchmark dataset")
     ap.add_argument("--faces", default=None, help="folder of aligned faces (default: ../shared/data/faces)")
     ap.add_argument("--occluders", default=None, help="MSML occluder folders (default: ../shared/data/occluders)")

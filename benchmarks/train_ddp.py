@@ -71,6 +71,9 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     local = int(os.environ.get("LOCAL_RANK", 0))
     if gpu:
+        from faceocc.dali_pipes.placement import local_gpu
+
+        local = local_gpu(local, torch.cuda.device_count())   # one visible GPU per rank: device 0
         torch.cuda.set_device(local)
     device = torch.device(f"cuda:{local}" if gpu else "cpu")
 

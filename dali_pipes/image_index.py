@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from faceocc.recordio import RecordDataset
+from faceocc.recordio.files import write_atomic
 
 
 def cache_dir() -> Path:
@@ -39,7 +40,5 @@ def image_index_path(dataset: RecordDataset) -> Path:
     keys = dataset.image_keys
     offsets = dataset.offsets_of(keys)
     rows = "".join(f"{k}\t{o}\n" for k, o in zip(keys.tolist(), offsets.tolist(), strict=False))
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(rows)
-    os.replace(tmp, target)
+    write_atomic(target, rows)                 # a new temporary file, renamed: a link there is replaced
     return target

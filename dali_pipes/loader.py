@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from faceocc.ops import FaceOccluder, Kind
+from faceocc.ops.options import Device, check_option
 from faceocc.ops.profiles import Profile
 
-from faceocc.datasets.mask_alignment import check_set
-from faceocc.datasets.mask_sets import mask_paths
+from faceocc.datasets.mask_alignment import check_alignment
+from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
-from faceocc.recordio.images import ImageDecodeError
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError
 
 from .decode_check import undecodable
-from .order import ShardOrder
+from .order import LastBatch, ShardOrder
 from .pipeline import CPU_OUTPUTS, GPU_OUTPUTS, OUTPUTS, HandOff, build_pipeline, occlude_device
-from .placement import distributed_placement, whole_number
+from .placement import distributed_placement, local_gpu, whole_number
+from .resume import checked_next_batch, stream_identity
 from .source import ROW, RecordBatchSource
 
 log = logging.getLogger("faceocc.loader")
-ON_BAD_IMAGE = ("raise", "skip")
+OnBadImage = Literal["raise", "skip"]
 
 
 def _out_size(value: Any) -> tuple[int, int]:
@@ -32,6 +35,26 @@ def _out_size(value: Any) -> tuple[int, int]:
         return whole_number("out_size height", h, 1), whole_number("out_size width", w, 1)
     except (TypeError, ValueError) as err:
         raise ValueError(f"out_size must be (height, width), two integers >= 1, not {value!r}") from err
+
+
+class _KeptUntilDone:
+    """Objects kept alive until the GPU has run the work queued before an event: DALI's outputs of a
+    batch, which its occlusion kernels read from torch's stream after the fetch has returned (DALI may
+    reuse that memory once nothing holds it). At most ``limit`` batches are held; past that the oldest
+    event is waited for."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: deque = deque()
+
+    def add(self, event: Any, *refs: Any) -> None:
+        self._held.append((event, refs))
+        while self._held and (len(self._held) > self.limit or self._held[0][0].done):
+            event, _ = self._held.popleft()
+            event.synchronize()         # at once when done; else waits for the queued kernels
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 def _columns(meta: Any, start: int, stop: int, dtype: Any) -> Any:
@@ -51,11 +74,17 @@ class FaceOcclusionLoader:
     shards, in a seeded uniform permutation (see ``faceocc.dali_pipes.order``; ``last_batch`` states
     what happens to the remainder). Bad data and bad arguments fail here, at construction, with the
     file, key and offset or the argument's name in the message; mask records that are not aligned
-    with ``train.rec`` are refused.
+    with ``train.rec`` are refused. The GPU is ``LOCAL_RANK`` modulo the visible device count
+    (:func:`~faceocc.dali_pipes.placement.local_gpu`).
 
-    An image the decoder refuses raises :class:`ImageDecodeError` naming file, key and offset
+    An image the decoder refuses, or one over ``max_pixels`` pixels (read from its header, before any
+    decoding; None: no limit), raises :class:`ImageDecodeError` naming file, key and offset
     (``on_bad_image="raise"``), or is replaced by the nearest earlier usable image of its batch and
-    logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed.
+    logged once (``"skip"``); either way :meth:`state_dict` stays at the batch that failed. A batch
+    is handed to DALI without padding every record to the longest.
+
+    train.rec and the mask set are opened once, here: a mask set replaced later (``render
+    --overwrite``) is not mixed into this loader's epochs.
 
     Args:
         data_dir: folder with ``train.rec``/``train.idx`` (any of the three RecordIO layouts), or a
@@ -78,7 +107,10 @@ class FaceOcclusionLoader:
         read_threads: accepted for compatibility (a batch is read at once from a memory map).
         prefetch: batches in flight.
         on_bad_image: ``"raise"`` or ``"skip"`` (above).
-        device_id: the GPU (``device="gpu"``); default ``LOCAL_RANK`` (0 outside torchrun).
+        max_pixels: images over this many pixels are bad images (read from their headers, before
+            decoding); ``None``: no limit.
+        device_id: the local rank whose GPU to use (``device="gpu"``), in place of ``LOCAL_RANK``
+            (modulo the visible device count, as above).
 
     Example::
 
@@ -88,25 +120,27 @@ class FaceOcclusionLoader:
         for batch in loader:                          # one epoch per pass
             img, msk, ori, label = batch["img"], batch["msk"], batch["ori"], batch["label"]
         state = loader.state_dict()                   # load_state_dict(state) resumes exactly here
+                                                      # (refused for another dataset, seed, profile, ...)
     """
 
-    def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: str = "gpu",
+    def __init__(self, data_dir: str | os.PathLike, batch_size: int, device: Device = "gpu",
                  profile: str | os.PathLike | Profile = "ms1m", occluders: str | os.PathLike | None = None,
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
-                 num_shards: int | None = None, dtype: Any = None, last_batch: str = "drop",
+                 num_shards: int | None = None, dtype: Any = None, last_batch: LastBatch = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2, on_bad_image: str = "raise", device_id: int | None = None) -> None:
+                 prefetch: int = 2, on_bad_image: OnBadImage = "raise", max_pixels: int | None = MAX_PIXELS,
+                 device_id: int | None = None) -> None:
         import torch
 
-        if device not in ("gpu", "cpu"):
-            raise ValueError(f"device must be 'gpu' or 'cpu', not {device!r}")
-        if on_bad_image not in ON_BAD_IMAGE:
-            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, not {on_bad_image!r}")
+        check_option("device", device, Device)
+        check_option("on_bad_image", on_bad_image, OnBadImage)
+        check_option("last_batch", last_batch, LastBatch)
         batch_size = whole_number("batch_size", batch_size, 1)
         seed = whole_number("seed", seed, 0)
         num_threads = whole_number("num_threads", num_threads, 1)
         whole_number("read_threads", read_threads, 1)
         prefetch = whole_number("prefetch", prefetch, 1)
+        self.max_pixels = None if max_pixels is None else whole_number("max_pixels", max_pixels, 1)
         self.out_size = _out_size(out_size)
         self.torch_dtype = dtype or torch.float32
         np_dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(self.torch_dtype)
@@ -116,16 +150,21 @@ class FaceOcclusionLoader:
         if device_id is not None:
             local = whole_number("device_id", device_id, 0)
         self.data_dir = Path(data_dir)
-        masks = mask_paths(self.data_dir)
-        with RecordDataset(self.data_dir) as ds:
-            keys = ds.image_keys.copy()
+        self._train = RecordDataset(self.data_dir)
+        self._masks = None
+        try:
+            self._masks = masks = open_set(self.data_dir)
             if masks is not None:
-                check_set(ds, masks)
+                check_alignment(self._train, masks)
+        except BaseException:
+            self._close_files()
+            raise
+        keys = self._train.image_keys.copy()
         self.order = ShardOrder(keys, batch_size, seed, self.shard_id, self.num_shards, shuffle, last_batch)
         self.device = device
-        self.device_id = local if device == "gpu" else None
+        self.device_id = local_gpu(local) if device == "gpu" else None
         self.batch_size = batch_size
-        extra = {"device_id": local} if device == "gpu" else {}
+        extra = {"device_id": self.device_id} if device == "gpu" else {}
         self.occluder = FaceOccluder(profile, occluders, self.out_size, device, seed,
                                      has_masks=masks is not None, dtype=np_dtype,
                                      **extra)  # on the CPU, HandOff spreads batches over threads
@@ -140,6 +179,11 @@ class FaceOcclusionLoader:
         self._source = None
         self._pipe_start = 0
         self._fetched = 0
+        self._in_flight = _KeptUntilDone(prefetch + 2)
+
+    def _close_files(self) -> None:
+        for ds in [self._train, *(self._masks or {}).values()]:
+            ds.close()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -152,7 +196,7 @@ class FaceOcclusionLoader:
     def _new_source(self) -> RecordBatchSource:
         """The record source from the next batch on, leaving out the images found bad so far."""
         source = RecordBatchSource(self.data_dir, self.order, self.occluder.sampler, self.occluder.seed,
-                                   self._next, self.read_masks)
+                                   self._next, self.read_masks, (self._train, self._masks), self.max_pixels)
         source.bad_train, source.bad_masks = self._bad
         return source
 
@@ -175,16 +219,25 @@ class FaceOcclusionLoader:
         self._iter = DALIGenericIterator(pipe, names, size=-1)
 
     def _occlude_gpu(self, out: dict) -> dict:
+        """The kernels over DALI's outputs on torch's current stream; ``meta`` comes from the host (the
+        pipeline leaves it there): uploaded once, and its host copy serves ``ori: occluded``."""
         import cupy as cp
         import torch
 
         with cp.cuda.Device(self.device_id):
             stream = cp.cuda.ExternalStream(torch.cuda.current_stream(self.device_id).cuda_stream)
             with stream:  # everything on torch's current stream: no extra synchronization needed
-                arrays = {k: cp.from_dlpack(v) for k, v in out.items()}
-                res = occlude_device(self.occluder, arrays["face"], arrays["meta"], arrays.get("masked"),
-                                     arrays.get("mask"))
-                return {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
+                arrays = {k: cp.from_dlpack(v) for k, v in out.items() if k != "meta"}
+                host_meta = out["meta"].numpy()
+                meta = cp.asarray(host_meta)
+                res = occlude_device(self.occluder, arrays["face"], meta, arrays.get("masked"), arrays.get("mask"),
+                                     host_params=host_meta)
+                done = cp.cuda.Event(disable_timing=True)
+                done.record(stream)
+                self._in_flight.add(done, out, arrays)   # DALI's buffers outlive the kernels that read them
+                batch = {k: torch.from_dlpack(v) for k, v in res.items() if k != "kind"}
+                batch["meta"] = torch.from_dlpack(meta)
+                return batch
 
     def _handed_off(self, out: dict) -> dict:
         import torch
@@ -202,6 +255,12 @@ class FaceOcclusionLoader:
                 if self._iter is None or self._pipe_start + self._fetched != self._next:
                     self._build()
                 out = next(self._iter)[0]
+            except ImageDecodeError as err:      # over max_pixels: found by the source before decoding
+                self._iter = None
+                if self.on_bad_image == "raise":
+                    raise
+                self._leave_out([(self._dataset_of(err), err.key, err.reason)])
+                continue
             except RuntimeError as err:
                 self._iter = None
                 self._on_pipeline_error(err)
@@ -211,7 +270,7 @@ class FaceOcclusionLoader:
                 raise
             self._fetched += 1
             batch = self._occlude_gpu(out) if self.device == "gpu" else self._handed_off(out)
-            meta = out["meta"]
+            meta = batch.pop("meta", out["meta"])   # on the GPU path, the device copy
             ints = _columns(meta, ROW, ROW + 16, torch.int64)
             batch["label"], batch["key"] = ints[:, 0], ints[:, 1]
             batch["kind"] = _columns(meta, 0, 4, torch.int32)[:, 0].to(torch.int8)  # the row's first field
@@ -225,23 +284,35 @@ class FaceOcclusionLoader:
         source = self._source or self._new_source()
         found = []
         for g in range(self._next, self._next + prefetch + 1):
-            r = source.read(*divmod(g, len(self)))
+            try:
+                r = source.read(*divmod(g, len(self)))
+            except ImageDecodeError as exc:       # over max_pixels
+                found.append((self._dataset_of(exc), exc.key, exc.reason))
+                break
             rows = np.flatnonzero(r.m3d)
-            files = [(source.train.dataset, r.train, r.keys, self._bad[0])]
-            files += [(source.masks[name].dataset, got, r.keys[rows], self._bad[1]) for name, got in r.masks.items()]
-            for ds, got, keys, bad in files:
+            files = [(source.train.dataset, r.train, r.keys)]
+            files += [(source.masks[name].dataset, got, r.keys[rows]) for name, got in r.masks.items()]
+            for ds, got, keys in files:
                 for i, why in undecodable(got.payloads()).items():
-                    found.append((ds, int(keys[i]), why, bad))
+                    found.append((ds, int(keys[i]), why))
             if found:
                 break
         if not found:
             raise err
         if self.on_bad_image == "raise":
-            ds, key, why, _ = found[0]
+            ds, key, why = found[0]
             raise ImageDecodeError(f"the image cannot be decoded: {why}", ds.rec_path, key,
                                    ds.offset_of(key)) from err
-        for ds, key, why, bad in found:
-            bad.add(key)
+        self._leave_out(found)
+
+    def _dataset_of(self, err: RecordIOError) -> RecordDataset:
+        """The open dataset (train.rec or a mask file) that ``err`` names."""
+        return next((ds for ds in (self._masks or {}).values() if str(ds.rec_path) == err.path), self._train)
+
+    def _leave_out(self, found: list[tuple[RecordDataset, int, str]]) -> None:
+        """``on_bad_image="skip"``: serve the batches again without these images, each logged once."""
+        for ds, key, why in found:
+            (self._bad[0] if ds is self._train else self._bad[1]).add(key)
             if key not in self._logged:
                 self._logged.add(key)
                 log.warning("skipping an image the decoder refuses (%s, key %d, byte offset %d): %s",
@@ -255,17 +326,16 @@ class FaceOcclusionLoader:
             yield batch
 
     def state_dict(self) -> dict:
-        """Where the loader stands: restoring it continues with the batches an uninterrupted run gives."""
-        return {"next_batch": self._next, "seed": self.occluder.seed, "shard_id": self.shard_id,
-                "num_shards": self.num_shards, "batch_size": self.batch_size}
+        """Where the loader stands, and what defines its stream (dataset and mask set fingerprints, seed,
+        shard layout, sizes, dtype, order, profile and occluder digests: ``dali_pipes.resume``); restoring
+        it continues with the batches an uninterrupted run gives."""
+        return {"next_batch": self._next, **stream_identity(self)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a :meth:`state_dict` of a loader built with the same arguments."""
-        mine = self.state_dict()
-        for key in ("seed", "shard_id", "num_shards", "batch_size"):
-            if state.get(key) != mine[key]:
-                raise ValueError(f"state was saved with {key}={state.get(key)}, this loader has {mine[key]}")
-        self._next = int(state["next_batch"])
+        """Continue from a :meth:`state_dict` of a loader built on the same dataset with the same arguments;
+        any other state (another dataset, profile, size, order, ...; a missing or malformed field) is
+        refused with a ValueError naming the field and both values."""
+        self._next = checked_next_batch(state, stream_identity(self))
         self._iter = None
 
 

@@ -9,10 +9,12 @@ identity-sorted datasets give batches of few identities); a permutation needs no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from faceocc.ops.options import check_option
 
-LAST_BATCH = ("drop", "keep")
+LastBatch = Literal["drop", "keep"]
 
 
 @dataclass
@@ -32,12 +34,11 @@ class ShardOrder:
     shard_id: int = 0
     num_shards: int = 1
     shuffle: bool = True
-    last_batch: str = "drop"
+    last_batch: LastBatch = "drop"
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.last_batch not in LAST_BATCH:
-            raise ValueError(f"last_batch must be one of {LAST_BATCH}, not {self.last_batch!r}")
+        check_option("last_batch", self.last_batch, LastBatch)
         if self.num_shards < 1 or not 0 <= self.shard_id < self.num_shards:
             raise ValueError(f"shard_id {self.shard_id} out of range for {self.num_shards} shard(s)")
         if len(self.keys) == 0:

@@ -6,8 +6,8 @@ Two places for the occlusion step, one semantics:
 * in the pipeline, as ``fn.python_function`` (:class:`OcclusionStep`): the loader's CPU mode, and the
   DALI-composable operator for users who build their own pipelines (:func:`occlusion_op`);
 * after the pipeline, on dense device arrays (:func:`occlude_device`): the loader's GPU mode. The
-  pipeline hands out decoded faces and the parameter table, DALI's own iterator turns them into
-  torch CUDA tensors, and one kernel pass per batch runs on torch's current stream.
+  pipeline hands out decoded faces (and the parameter table, left on the host), DALI's own iterator
+  turns them into torch tensors, and one kernel pass per batch runs on torch's current stream.
 
 Masked faces and masks are cut out and decoded only for the rows that use a 3D mask (a DALI
 conditional); the other rows carry a 1 x 1 crop of the face there (padded to full size where a
@@ -33,29 +33,41 @@ GPU_OUTPUTS = ("face", "meta", "masked", "mask")           # GPU mode; masked/ma
 RECORD_OUTPUTS = ("jpeg", "meta", "masked_jpeg", "mask_png")  # decode=False: the record path alone
 
 
-def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, masks: Any, stream: Any = None) -> dict:
+def occlude_device(occ: FaceOccluder, faces: Any, params: Any, masked: Any, masks: Any, stream: Any = None,
+                   host_params: np.ndarray | None = None) -> dict:
     """One kernel pass over a batch of CuPy arrays: faces [N, H, W, 3] uint8, params [N, row bytes]
     uint8 (a wider row, such as a ``meta`` row, is cut to the parameters), masked [N, H, W, 3] and
     masks [N, H, W] or [N, H, W, 1] uint8, or None; on ``stream`` (a CuPy stream) when given, else
     on CuPy's current stream, with every option of ``occ``'s profile (``FaceOccluder.apply_device``).
-    Returns ``img``, ``msk``, ``ori``, ``kind`` as CuPy arrays."""
+    ``host_params``: the same rows on the host, when the caller has them (``ori: occluded`` reads the
+    table there instead of copying it back from the device). Returns ``img``, ``msk``, ``ori``,
+    ``kind`` as CuPy arrays."""
     if params.shape[1] != ROW:
         params = params[:, :ROW]
+    extra = {}
+    if host_params is not None:
+        rows = np.ascontiguousarray(np.asarray(host_params, np.uint8)[:, :ROW])
+        extra["table"] = rows.view(PARAM_DTYPE).ravel()
     if masks is not None and masks.ndim == 4:
         masks = masks.reshape(masks.shape[:3])
     if stream is None:
-        return occ.apply_device(faces, params, masked, masks)
+        return occ.apply_device(faces, params, masked, masks, **extra)
     with stream:
-        return occ.apply_device(faces, params, masked, masks)
+        return occ.apply_device(faces, params, masked, masks, **extra)
 
 
-def _rows_apply(occ: FaceOccluder, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
-                masks: np.ndarray | None, a: int, b: int, alloc: BufferPool | None = None) -> dict:
-    """The twin on rows ``a:b`` of a batch whose 3D-mask rows have ``m3d_slot`` = their own row."""
-    rows = table[a:b].copy()
-    rows["m3d_slot"] = np.where(rows["m3d_slot"] >= 0, rows["m3d_slot"] - a, -1)
-    return occ.apply(faces[a:b], rows, None if masked is None else masked[a:b], None if masks is None else masks[a:b],
-                     alloc=alloc)
+def aligned(samples: list | None, rows: np.ndarray, alloc: BufferPool) -> np.ndarray | None:
+    """The samples of ``rows`` (e.g. a batch's 3D-mask rows) at their own index of one array aligned
+    with the batch, as the apply step reads them (``ops.params``: ``m3d_slot``), a trailing channel
+    of 1 dropped; the other rows are left unwritten (never read). None without samples or rows."""
+    if samples is None or not len(rows):
+        return None
+    first = np.asarray(samples[rows[0]])
+    shape = first.shape[:-1] if first.ndim == 3 and first.shape[-1] == 1 else first.shape
+    out = alloc((len(samples), *shape), np.uint8)
+    for i in rows.tolist():
+        out[i] = np.asarray(samples[i]).reshape(shape)
+    return out
 
 
 class OcclusionStep:
@@ -75,20 +87,15 @@ class OcclusionStep:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_pool": None}
 
-    def _parts(self, faces: np.ndarray, table: np.ndarray, masked: np.ndarray | None,
-               masks: np.ndarray | None) -> list[dict]:
-        n = len(table)
-        parts = min(self.threads, max(1, n // 16))
-        if parts == 1:
-            return [_rows_apply(self.occluder, faces, table, masked, masks, 0, n, self._buffers)]
-        if self._pool is None:
+    def _parts(self, faces: np.ndarray, table: np.ndarray, masked: list | None, masks: list | None) -> list[dict]:
+        if self._pool is None and self.threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.threads)
-        bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
-        jobs = [self._pool.submit(_rows_apply, self.occluder, faces, table, masked, masks, a, b, self._buffers)
-                for a, b in zip(bounds[:-1], bounds[1:])]
-        return [j.result() for j in jobs]
+        rows = np.flatnonzero(table["m3d_slot"] >= 0)
+        return self.occluder.apply_parts(faces, table, aligned(masked, rows, self._buffers),
+                                         aligned(masks, rows, self._buffers), alloc=self._buffers, pool=self._pool,
+                                         threads=self.threads)
 
     def __call__(self, faces: list, params: list, masked: list | None = None, masks: list | None = None
                  ) -> tuple[list, ...]:
@@ -104,8 +111,7 @@ class OcclusionStep:
             xp = np
             rows = np.stack(params)
             table = np.ascontiguousarray(rows[:, :ROW]).view(PARAM_DTYPE).ravel()
-            parts = self._parts(np.stack(faces), table, None if masked is None else np.stack(masked),
-                                None if masks is None else np.stack(masks)[..., 0])
+            parts = self._parts(np.stack(faces), table, masked, masks)
         names = ("img", "msk", "ori", "kind") if self.kind else ("img", "msk", "ori")
         split = []
         for name in names:
@@ -140,15 +146,10 @@ class HandOff:
 
         table, _, keys = unpack_meta(np.stack(meta))
         n = len(table)
-        rows = np.flatnonzero(table["m3d_slot"] >= 0).tolist()
-        if masked is None or not rows:
-            masked = masks = None
-        else:  # only the 3D-mask rows hold full images; the table points into their stack
-            masked = np.stack([masked[i] for i in rows])
-            masks = np.stack([masks[i] for i in rows])[..., 0]
-            table["m3d_slot"][rows] = np.arange(len(rows))
+        rows = np.flatnonzero(table["m3d_slot"] >= 0)     # only these rows hold full masked faces and masks
+        masked, masks = aligned(masked, rows, self.buffers), aligned(masks, rows, self.buffers)
         stacked = np.stack(faces, out=self.buffers((n, *np.shape(faces[0])), np.uint8))
-        job = self._pool.submit(_rows_apply, self.occluder, stacked, table, masked, masks, 0, n, self.buffers)
+        job = self._pool.submit(self.occluder.apply, stacked, table, masked, masks, alloc=self.buffers)
         self.ready.append((keys, job))
         return list(table["kind"].astype(np.int8).reshape(n, 1))
 
@@ -173,7 +174,8 @@ def occlusion_op(occluder: FaceOccluder, faces: Any, params: Any, masked: Any = 
         params: DataNode of parameter rows, one per sample: the bytes of a row of
             ``occluder.sample(...)`` as uint8 [row bytes].
         masked, masks: DataNodes of the 3D-mask rows' masked face [H, W, 3] and mask [H, W, 1]
-            (uint8, per sample; ``m3d_slot`` = row); ``None`` when the table has no such rows.
+            (uint8, one per sample: ``m3d_slot`` is the row, see ``faceocc.ops.params``; other rows'
+            samples are never read and may be any size); ``None`` when the table has no such rows.
         kind: also return each sample's kind code.
         threads: CPU threads that share each batch's rows.
 
@@ -268,8 +270,8 @@ def build_pipeline(source: RecordBatchSource, batch_size: int, device_id: int | 
                 masked = fn.pad(masked, shape=[h, w, 3])
                 masks = fn.pad(masks, shape=[h, w, 1])
             extra = (masked, masks)
-        if handoff is None:
-            return (faces, meta.gpu() if gpu else meta, *extra)
+        if handoff is None:  # meta stays on the host: the loader uploads it and keeps the host copy
+            return (faces, meta, *extra)
         kind = fn.python_function(faces, meta, *extra, function=handoff, batch_processing=True, num_outputs=1)
         return kind, meta
 

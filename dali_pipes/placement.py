@@ -41,3 +41,23 @@ def distributed_placement(shard_id: int | None, num_shards: int | None) -> tuple
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id {shard_id} out of range for {num_shards} shard(s)")
     return shard_id, num_shards, local
+
+
+def local_gpu(local_rank: int | None = None, device_count: int | None = None) -> int:
+    """The CUDA device of this process: its local rank (default ``LOCAL_RANK``, else 0) modulo the
+    number of devices it can see (default: CuPy's count, which honours ``CUDA_VISIBLE_DEVICES``).
+    Launchers that give each rank its own GPU through ``CUDA_VISIBLE_DEVICES`` leave every rank one
+    visible device, device 0; with all GPUs visible, rank r gets device r. Raises RuntimeError when no
+    device is visible.
+
+    Example: ``local_gpu(3, 4) == 3``, ``local_gpu(3, 1) == 0`` (one visible GPU per rank).
+    """
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device_count is None:
+        import cupy
+
+        device_count = cupy.cuda.runtime.getDeviceCount()
+    if device_count < 1:
+        raise RuntimeError("no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES?)")
+    return int(local_rank) % int(device_count)

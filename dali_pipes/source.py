@@ -1,9 +1,12 @@
 """The external source that feeds the DALI pipeline: encoded records of one batch, its labels, keys
 and occlusion parameter table, all a pure function of (seed, shard, epoch, batch) for a batch size.
 
-A batch is read at once (:class:`~dali_pipes.batch_read.BatchReader`: one memory map, headers parsed
-with NumPy) and goes out as dense arrays only (encoded images as rows of one array plus their
-lengths), so no per-sample Python runs for it, here or in DALI's external source. Masked faces and
+A batch is read at once (:class:`~faceocc.recordio.batch.BatchReader`: one memory map, headers parsed
+with NumPy) and goes out as dense arrays (encoded images as rows of one array plus their lengths),
+so no per-sample Python runs for it, here or in DALI's external source; a batch whose longest record
+would make that padding cost more than its own bytes goes out as a list of rows instead
+(:meth:`~faceocc.recordio.batch.Batch.encoded`). Images over ``max_pixels`` are refused from their
+headers, before anything decodes them. Masked faces and
 masks are read only for the rows the sampler gave a 3D mask; the other rows get length 0 and the
 pipeline never decodes them (``use_m3d`` is False there).
 """
@@ -15,20 +18,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from faceocc.ops import Kind
 from faceocc.ops.params import PARAM_DTYPE
-from faceocc.ops.sampler import Sampler
+from faceocc.ops.sampler import BatchTables, Sampler
 
 from faceocc.datasets.mask_alignment import check_alignment  # noqa: F401 - check_alignment re-exported
-from faceocc.datasets.mask_sets import mask_paths
+from faceocc.datasets.mask_sets import open_set
 from faceocc.recordio import RecordDataset, RecordIOError
 from faceocc.recordio.batch import Batch, BatchReader
-from faceocc.recordio.images import ImageDecodeError
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError
 
 from .order import ShardOrder
-
-CHUNK_ROWS = 4096  # parameter rows drawn per sampler call
-
 
 ROW = PARAM_DTYPE.itemsize
 META_BYTES = ROW + 16
@@ -74,7 +73,11 @@ class RecordBatchSource:
     train.rec is checked once, by :func:`check_alignment` when the loader is built; each batch checks
     the rows it reads again.
 
-    ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d).
+    ``read_masks=False`` leaves mask records aside (a profile that never draws mask3d). ``datasets``:
+    train.rec and the mask set (``{"mask_out": ..., "mask": ...}`` or None) already open, to keep
+    reading those very files (the loader opens them once); default: opened here from ``data_dir``.
+    An image over ``max_pixels`` pixels raises :class:`ImageDecodeError` naming file, key and offset
+    before it is decoded.
 
     ``bad_train`` / ``bad_masks``: keys whose image (or, for rows with a 3D mask, whose masked face or
     mask) cannot be decoded; such a row is served with the nearest earlier usable row of the same
@@ -83,16 +86,20 @@ class RecordBatchSource:
     """
 
     def __init__(self, data_dir: str | os.PathLike, order: ShardOrder, sampler: Sampler, seed: int,
-                 start: int = 0, read_masks: bool = True) -> None:
+                 start: int = 0, read_masks: bool = True,
+                 datasets: tuple[RecordDataset, dict[str, RecordDataset] | None] | None = None,
+                 max_pixels: int | None = MAX_PIXELS) -> None:
         self.data_dir = Path(data_dir)
         self.order = order
         self.sampler = sampler
         self.seed = int(seed)
         self.start = int(start)
-        self.train = BatchReader(RecordDataset(self.data_dir))
-        paths = mask_paths(self.data_dir) if read_masks else None
-        self.masks = None if paths is None else {k: BatchReader(RecordDataset(p)) for k, p in paths.items()}
-        self._chunk, self._chunk_id = None, None
+        self.max_pixels = max_pixels
+        train, masks = datasets if datasets is not None else (RecordDataset(self.data_dir), open_set(self.data_dir))
+        self.train = BatchReader(train)
+        masks = masks if read_masks else None
+        self.masks = None if masks is None else {k: BatchReader(ds) for k, ds in masks.items()}
+        self.tables = BatchTables(sampler, seed)
         self.bad_train: set[int] = set()
         self.bad_masks: set[int] = set()
 
@@ -109,21 +116,9 @@ class RecordBatchSource:
         return divmod(self.start + iteration, len(self.order))
 
     def table(self, n: int, epoch: int, batch: int) -> np.ndarray:
-        """The parameter table of a batch (``m3d_slot`` = the row itself for 3D-mask rows): rows of
-        the table of its chunk of consecutive batches, drawn at once (one sampler call costs about
-        as much for 64 rows as for 1000), so a pure function of (seed, shard, epoch, batch) for a
-        given batch size and dataset."""
-        size = self.order.batch_size
-        per = max(1, CHUNK_ROWS // size)
-        chunk, pos = divmod(epoch * len(self.order) + batch, per)
-        if self._chunk_id != chunk:
-            rows = per * size
-            rng = np.random.default_rng([self.seed, self.order.shard_id, chunk, rows])
-            self._chunk, self._chunk_id = self.sampler.sample(rows, rng), chunk
-        table = self._chunk[pos * size:pos * size + n].copy()
-        m3d = table["kind"] == Kind.MASK3D
-        table["m3d_slot"] = np.where(m3d, np.arange(n), -1)
-        return table
+        """The parameter table of a batch of ``n`` rows: the one seeding rule (``ops.sampler.BatchTables``),
+        so ``FaceOccluder.sample(n, shard, epoch, batch)`` of the same seed and profile gives the same rows."""
+        return self.tables(n, self.order.shard_id, epoch, batch)
 
     def served_keys(self, keys: np.ndarray, m3d: np.ndarray) -> np.ndarray:
         """``keys`` with every unusable row replaced by the nearest earlier usable one (cyclically)."""
@@ -157,6 +152,7 @@ class RecordBatchSource:
         m3d = table["m3d_slot"] >= 0
         keys = self.served_keys(keys, m3d)
         train = self.train.read(keys)
+        self._refuse_oversized(self.train, train, keys)
         masks = {}
         if self.masks is not None:
             rows = np.flatnonzero(m3d)
@@ -169,19 +165,29 @@ class RecordBatchSource:
                     raise RecordIOError(f"{name}.rec does not match train.rec (id/label {got.ids[i]}/"
                                         f"{got.labels[i]} vs {train.ids[row]}/{train.labels[row]}); "
                                         "re-render the masks", reader.dataset.rec_path, int(keys[row]))
+                self._refuse_oversized(reader, got, keys[rows])
                 masks[name] = got
         return Records(keys, table, m3d, train, masks)
 
+    def _refuse_oversized(self, reader: BatchReader, got: Batch, keys: np.ndarray) -> None:
+        """Raise :class:`ImageDecodeError` for the first image of ``got`` over ``max_pixels``."""
+        found = got.oversized(self.max_pixels)
+        if found:
+            row, why = next(iter(found.items()))
+            key = int(keys[row])
+            raise ImageDecodeError(why, reader.dataset.rec_path, key, reader.dataset.offset_of(key))
+
     def batch(self, epoch: int, batch: int) -> tuple:
-        """The outputs of global batch (epoch, batch), all dense arrays (see the class docstring)."""
+        """The outputs of global batch (epoch, batch), dense arrays or, for the images of a batch with one
+        very long record, lists of rows (see the class docstring)."""
         r = self.read(epoch, batch)
-        out = (*r.train.dense(), pack_meta(r.table, r.train.labels, r.keys))
+        out = (*r.train.encoded(), pack_meta(r.table, r.train.labels, r.keys))
         if self.masks is None:
             return out
         extra = [r.m3d]
         rows = np.flatnonzero(r.m3d)
         for name in ("mask_out", "mask"):
-            extra += r.masks[name].dense(len(r.keys), rows)
+            extra += r.masks[name].encoded(len(r.keys), rows)
         return (*out, *extra)
 
     def __call__(self, info) -> tuple:  # noqa: ANN001 - DALI's BatchInfo

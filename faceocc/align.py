@@ -15,11 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from faceocc.recordio.files import read_regular, write_atomic
+from faceocc.recordio.images import pixel_problem
 from faceocc.render import dlib_models
 from faceocc.render.face_geometry import ARCFACE_5, five_points, mean_face_68, similarity_fit
 from faceocc.render.pose import fit_pose
 
 MIN_FACE = 40                 # px: smaller detections are refused as unusable
+PHOTO_MAX_BYTES = 64 << 20    # a photo file longer than this is left out (listed in the report)
+PHOTO_MAX_PIXELS = 1 << 26    # 64 MP: a photo of more pixels is left out, read from its header
 MAX_RESIDUAL = 0.12           # landmark fit residual (per unit of face scale) above which a face is unusable
 DETECT_ANGLES = (0.0, 20.0, -20.0, 40.0, -40.0)
 
@@ -107,10 +111,17 @@ def faces_in_photo(image: np.ndarray, image_size: int = 112, min_face: int = MIN
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as RGB uint8 (EXIF orientation applied)."""
+    """An image file as RGB uint8 (EXIF orientation applied); only a regular file of at most
+    :data:`PHOTO_MAX_BYTES` bytes and :data:`PHOTO_MAX_PIXELS` pixels (a FIFO is refused, not waited on)."""
+    import io
+
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    data = read_regular(path, PHOTO_MAX_BYTES, "photo")
+    too_large = pixel_problem(data, PHOTO_MAX_PIXELS)
+    if too_large:
+        raise ValueError(too_large.replace("max_pixels; raise it", "PHOTO_MAX_PIXELS; shrink the photo"))
+    with Image.open(io.BytesIO(data)) as im:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
@@ -225,5 +236,5 @@ def pack_aligned(raw_dir: str | os.PathLike, out_dir: str | os.PathLike, overwri
     finally:
         bar.close()
     report = out / "align-report.tsv"
-    report.write_text("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in problems))
+    write_atomic(report, "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in problems))
     return AlignReport(out, counts["images"], counts["identities"], problems, report)

@@ -122,6 +122,8 @@ def get_dataloader(root_dir: str | os.PathLike, local_rank: int, batch_size: int
                          "arcface_torch's synthetic data and image folders have no records to read")
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {sorted(OUTPUTS)}, not {outputs!r}")
+    import torch
+
     local_rank = whole_number("local_rank", local_rank, 0)
     if dali_aug:
         warnings.warn("faceocc.arcface.get_dataloader: dali_aug (arcface_torch's resize, blur, HSV and gray "
@@ -131,6 +133,8 @@ def get_dataloader(root_dir: str | os.PathLike, local_rank: int, batch_size: int
                                  seed=seed, shard_id=shard_id, num_shards=num_shards, dtype=dtype,
                                  num_threads=max(1, whole_number("num_workers", num_workers, 0)),
                                  device_id=local_rank)
+    if loader.device_id is not None:    # the loader's GPU: local_rank modulo the visible devices
+        target = torch.device("cuda", loader.device_id)
     return ArcFaceLoader(loader, OUTPUTS[outputs], target)
 
 

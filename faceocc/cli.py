@@ -8,6 +8,25 @@ import sys
 from pathlib import Path
 
 from faceocc.recordio import RecordIOError
+from faceocc.recordio.images import MAX_PIXELS
+
+
+def _at_least(lo: int):
+    """An argparse type: an integer >= ``lo``, refused in one line naming the option otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, not {text[:40]!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, not {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+POSITIVE, NATURAL = _at_least(1), _at_least(0)
 
 
 def _print_info(info: dict) -> None:
@@ -38,7 +57,7 @@ def _masks_line(masks: dict) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     from faceocc.datasets.info import describe
 
-    info = describe(args.dir)
+    info = describe(args.dir, max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -51,7 +70,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.align:
         return _pack_align(args)
-    out = pack_folder(args.image_dir, args.out_dir, overwrite=args.overwrite)
+    out = pack_folder(args.image_dir, args.out_dir, overwrite=args.overwrite, max_pixels=args.max_pixels,
+                      max_image_bytes=args.max_image_bytes)
     print(f"wrote {out / 'train.rec'}")
     return 0
 
@@ -82,7 +102,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from faceocc.datasets.info import verify
 
-    report = verify(args.dir, workers=args.workers)
+    report = verify(args.dir, workers=args.workers, max_pixels=args.max_pixels)
     for file, key, message in report.problems:
         print(f"BAD {file} key={key if key is not None else '-'}: {message}")
     status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
@@ -117,7 +137,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from faceocc.dali_pipes.placement import distributed_placement
+    from faceocc.dali_pipes.placement import distributed_placement, local_gpu
     from faceocc.render.job import RenderJob
 
     if args.target[0] == "merge":
@@ -133,8 +153,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 2
     shard_id, num_shards, local = distributed_placement(args.shard_id, args.num_shards)
     with RenderJob(args.target[0], args.landmarks, args.textures, args.device, args.seed, args.chunk_size,
-                   args.batch_size, args.workers, args.landmark_model,
-                   device_id=local if args.device == "gpu" else None) as job:   # torchrun: one GPU per process
+                   args.batch_size, args.workers, args.landmark_model, max_pixels=args.max_pixels,
+                   device_id=local_gpu(local) if args.device == "gpu" else None) as job:  # torchrun: a GPU per rank
         rendered = job.run(shard_id, num_shards, overwrite=args.overwrite)
         if args.landmarks == "dlib":
             print(f"landmarks dlib: {job.fallbacks()} of {len(job.keys)} faces fell back to the template "
@@ -149,14 +169,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=POSITIVE, default=MAX_PIXELS,
+                        help=f"refuse images of more pixels than this, read from their headers (default {MAX_PIXELS})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``faceocc`` sub-command."""
+    from faceocc.datasets.pack import MAX_IMAGE_BYTES
+
     p = argparse.ArgumentParser(prog="faceocc", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("info", help="summarize a record dataset")
     s.add_argument("dir", help="dataset folder (train.rec/.idx) or a .rec path")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _max_pixels(s)
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("pack", help="pack a folder of identity sub-folders into train.rec/.idx")
@@ -166,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--align", action="store_true",
                    help="ordinary photos: detect the largest face, align it onto the ArcFace 112 x 112 template "
                         "as InsightFace does (pip install faceocc[landmarks])")
+    _max_pixels(s)
+    s.add_argument("--max-image-bytes", type=POSITIVE, default=MAX_IMAGE_BYTES,
+                   help=f"refuse image files longer than this (default {MAX_IMAGE_BYTES})")
     s.set_defaults(func=cmd_pack)
 
     s = sub.add_parser("index", help="rebuild a .idx by scanning its .rec")
@@ -175,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="full scan: records, decoding, labels, mask alignment")
     s.add_argument("dir")
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--workers", type=POSITIVE, default=None)
+    _max_pixels(s)
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("preview", help="contact sheet: occluded face, mask overlay, clean face per kind")
@@ -184,11 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="ms1m", help="ms1m, casia or a YAML file")
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     s.add_argument("--occluders", default=None, help="folder of RGBA occluders (MSML layout)")
-    s.add_argument("--per-kind", type=int, default=4)
+    s.add_argument("--per-kind", type=POSITIVE, default=4)
     s.add_argument("--masks", action="store_true",
                    help="show the offline masks instead: masked face | mask | face, from mask_out/mask")
-    s.add_argument("--count", type=int, default=32, help="faces on the --masks sheet")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--count", type=POSITIVE, default=32, help="faces on the --masks sheet")
+    s.add_argument("--seed", type=NATURAL, default=0)
     s.set_defaults(func=cmd_preview)
 
     s = sub.add_parser("render", help="offline 3D face masks -> mask_out.rec / mask.rec (or: render merge DIR)")
@@ -199,24 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--landmark-model", default=None, help="path of 1k3d68.onnx (insightface landmarks)")
     s.add_argument("--textures", default=None, help="folder of mask textures (default: insightface's)")
     s.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=NATURAL, default=0)
     s.add_argument("--overwrite", action="store_true", help="replace existing mask_out/mask records")
-    s.add_argument("--shard-id", type=int, default=None)
-    s.add_argument("--num-shards", type=int, default=None)
-    s.add_argument("--chunk-size", type=int, default=4096)
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--workers", type=int, default=None, help="decode/encode threads")
+    s.add_argument("--shard-id", type=NATURAL, default=None)
+    s.add_argument("--num-shards", type=POSITIVE, default=None)
+    s.add_argument("--chunk-size", type=POSITIVE, default=4096)
+    s.add_argument("--batch-size", type=POSITIVE, default=256)
+    s.add_argument("--workers", type=POSITIVE, default=None, help="decode/encode threads")
+    _max_pixels(s)
     s.set_defaults(func=cmd_render)
 
     s = sub.add_parser("demo", help="run the loader on an embedded dataset (or --data DIR); preview + img/s")
     s.add_argument("--data", default=None, help="your dataset folder instead of the embedded one")
     s.add_argument("--out", default="faceocc-demo", help="folder for the preview, summary and embedded dataset")
-    s.add_argument("--batches", type=int, default=300)
-    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--batches", type=POSITIVE, default=300)
+    s.add_argument("--batch-size", type=POSITIVE, default=32)
     s.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     s.add_argument("--profile", default="ms1m", help="ms1m, casia or a YAML file")
     s.add_argument("--occluders", default=None, help="folder of RGBA occluders (MSML layout)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=NATURAL, default=0)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from faceocc.datasets.example import base_face, make_face_dataset
 from faceocc.ops import KIND_NAMES, Kind
+from faceocc.ops.options import Device
 
 from .preview import kind_sheet, triptych
 from .runtime import available_device, cycle_epochs, device_name, synchronize
@@ -97,7 +98,7 @@ def prepare_embedded(out: str | os.PathLike, device: str, images: int = 512, pro
 
 
 def run_demo(data: str | os.PathLike | None = None, out: str | os.PathLike = "faceocc-demo",
-             batches: int = 300, batch_size: int = 32, device: str | None = None, profile: str = "ms1m",
+             batches: int = 300, batch_size: int = 32, device: Device | None = None, profile: str = "ms1m",
              occluders: str | None = None, seed: int = 0, per_kind: int = 4, progress: bool = True
              ) -> DemoResult:
     """Run the loader for ``batches`` batches on ``data`` (default: the embedded dataset, built under

@@ -12,6 +12,7 @@ import numpy as np
 
 from faceocc.datasets.mask_sets import mask_paths
 from faceocc.ops import KIND_NAMES, FaceOccluder, Kind, load_profile
+from faceocc.ops.options import Device
 from faceocc.recordio import RecordDataset
 from faceocc.recordio.images import read_image
 
@@ -75,7 +76,7 @@ def kind_sheet(rows: list[tuple[str, list[np.ndarray]]], size: tuple[int, int], 
 
 
 def make_preview(data_dir: str | os.PathLike, out: str | os.PathLike, profile: str = "ms1m",
-                 device: str = "cpu", occluders: str | None = None, per_kind: int = 4, seed: int = 0,
+                 device: Device = "cpu", occluders: str | None = None, per_kind: int = 4, seed: int = 0,
                  size: tuple[int, int] = (112, 112)) -> Path:
     """Write a PNG contact sheet for every kind the dataset allows; returns its path."""
     faces, masked, masks = load_faces(data_dir, per_kind * len(Kind), size, seed)

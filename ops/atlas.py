@@ -7,15 +7,26 @@ objects are fitted whole into a square keeping their aspect and padded with tran
 never cropped. Every entry then sits in the top-left corner of a ``cell x cell`` slot, RGB
 premultiplied by alpha (so bilinear sampling has no dark fringes). The same uint8 array serves the
 NumPy twin and, copied once to the device, the CUDA kernel.
+
+Loading a folder is bounded: only regular files of at most :data:`MAX_FILE_BYTES`, no image over
+``max_pixels`` (16 MP; read from its header, never decoded), each reduced on load so that its longer side
+is at most :data:`LOAD_MAX_SIDE` (the atlas needs 1024 at most), one image at a time; files left out
+(unreadable, too large, fully transparent) are named in one warning with their count.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from faceocc.recordio.files import read_regular
+from faceocc.recordio.images import MAX_PIXELS, pixel_problem
 
 GROUPS = ("glasses", "eyeglasses", "scarf", "object")
 # MSML's folder names first (its eyeglasses folder is spelt "eleglasses_crop")
@@ -26,6 +37,8 @@ FOLDERS = {
     "object": ("object_train", "object", "objects"),
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+MAX_FILE_BYTES = 64 << 20      # an occluder or texture file longer than this is left out
+LOAD_MAX_SIDE = 2048           # images are reduced on load to at most this longer side
 
 
 @dataclass
@@ -45,10 +58,11 @@ class OccluderBank:
         return int(self.groups.get(group, np.zeros(0)).size)
 
     @classmethod
-    def from_images(cls, images: dict[str, list[np.ndarray]], source: str, cell: int = 128,
+    def from_images(cls, images: dict[str, Iterable[np.ndarray]], source: str, cell: int = 128,
                     layout: dict[str, tuple] | None = None) -> OccluderBank:
         """Prepare straight-alpha RGBA uint8 images by group (``layout``, default: the default
-        profile's) and pack them into an atlas."""
+        profile's) and pack them into an atlas; each group's images may come one at a time (an
+        iterator), so that only prepared entries are held."""
         layout = default_layout() if layout is None else layout
         entries, sizes, groups = [], [], {}
         for group in GROUPS:
@@ -70,46 +84,106 @@ class OccluderBank:
         return cls(atlas, np.asarray(sizes, np.int32), groups, source)
 
     @classmethod
-    def from_folder(cls, root: str | os.PathLike, cell: int = 128,
-                    layout: dict[str, tuple] | None = None) -> OccluderBank:
+    def from_folder(cls, root: str | os.PathLike, cell: int = 128, layout: dict[str, tuple] | None = None,
+                    max_pixels: int | None = MAX_PIXELS) -> OccluderBank:
         """Load MSML's folder layout: ``glasses_crop/``, ``eleglasses_crop/``, ``scarf_crop/``,
-        ``object_train/`` (other spellings in ``FOLDERS`` too)."""
-        return cls.from_images(folder_images(root), str(root), cell, layout)
+        ``object_train/`` (other spellings in ``FOLDERS`` too), one image at a time (see the module
+        docstring for the bounds; ``max_pixels``: None for no pixel limit).
+
+        Example::
+
+            bank = OccluderBank.from_folder("occluders/", max_pixels=64 << 20)   # larger photos allowed
+            loader = FaceOcclusionLoader("data/casia", 256, occluders=bank)
+        """
+        files = _folder_files(root)
+        skipped: list[str] = []
+        try:
+            bank = cls.from_images({g: _loaded(fs, skipped, max_pixels) for g, fs in files.items()}, str(root),
+                                   cell, layout)
+        except ValueError as exc:
+            raise ValueError(f"{exc}{_skipped_note(skipped)}") from None
+        warn_skipped(root, skipped, sum(len(fs) for fs in files.values()))
+        return bank
 
 
-def folder_images(root: str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """Straight-alpha RGBA occluders by group from MSML's folder layout (see ``FOLDERS``)."""
+def _folder_files(root: str | os.PathLike) -> dict[str, list[Path]]:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"occluder folder not found: {root}")
-    images: dict[str, list[np.ndarray]] = {}
+    files: dict[str, list[Path]] = {}
     for group, names in FOLDERS.items():
         folder = next((root / n for n in names if (root / n).is_dir()), None)
-        if folder is None:
-            continue
-        images[group] = [rgba for f in sorted(folder.iterdir())
-                         if f.suffix.lower() in IMAGE_SUFFIXES and (rgba := load_rgba(f)) is not None]
-    if not any(images.values()):
+        if folder is not None:
+            files[group] = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not any(files.values()):
         wanted = ", ".join(n[0] for n in FOLDERS.values())
         raise ValueError(f"no usable occluder image in {root} (expected sub-folders {wanted} "
                          "holding PNGs with alpha, or images on a flat background)")
+    return files
+
+
+def _loaded(files: list[Path], skipped: list[str], max_pixels: int | None = MAX_PIXELS) -> Iterator[np.ndarray]:
+    for f in files:
+        try:
+            yield load_rgba(f, max_pixels=max_pixels)
+        except ValueError as exc:
+            skipped.append(str(exc))
+
+
+def _skipped_list(skipped: list[str]) -> str:
+    return "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    return f" ({len(skipped)} file(s) left out: {_skipped_list(skipped)})" if skipped else ""
+
+
+def warn_skipped(where: str | os.PathLike, skipped: list[str], total: int) -> None:
+    """One warning naming the files of ``where`` that were left out (the first five), and how many."""
+    if skipped:
+        warnings.warn(f"{len(skipped)} of {total} images in {where} were left out: {_skipped_list(skipped)}",
+                      stacklevel=3)
+
+
+def folder_images(root: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> dict[str, list[np.ndarray]]:
+    """Straight-alpha RGBA occluders by group from MSML's folder layout (see ``FOLDERS``), all held (the
+    MSML baseline wants them whole); bounded and reported as :meth:`OccluderBank.from_folder` loads them."""
+    files = _folder_files(root)
+    skipped: list[str] = []
+    images = {g: list(_loaded(fs, skipped, max_pixels)) for g, fs in files.items()}
+    if not any(images.values()):
+        raise ValueError(f"no usable occluder image in {root}{_skipped_note(skipped)}")
+    warn_skipped(root, skipped, sum(len(fs) for fs in files.values()))
     return images
 
 
-def load_rgba(path: Path, key_out: bool = True) -> np.ndarray | None:
+def load_rgba(path: Path, key_out: bool = True, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """An image as straight-alpha RGBA; without alpha, a flat background is keyed out (``key_out``)
-    or the whole image is kept opaque."""
+    or the whole image is kept opaque. Reduced so that its longer side is at most :data:`LOAD_MAX_SIDE`.
+    Raises ValueError naming the file when it is left out: not a regular file, over
+    :data:`MAX_FILE_BYTES` or ``max_pixels``, unreadable, or without an opaque pixel."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        data = read_regular(path, MAX_FILE_BYTES, "image file")
+        too_large = pixel_problem(data, max_pixels)
+        if too_large:
+            raise ValueError(too_large)
+        with Image.open(io.BytesIO(data)) as im:
             has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-            rgba = np.array(im.convert("RGBA"))
-    except (OSError, ValueError):
-        return None
+            factor = -(-max(im.size) // LOAD_MAX_SIDE)
+            if factor > 1 and im.format == "JPEG":
+                im.draft("RGB", (im.size[0] // factor, im.size[1] // factor))   # JPEG: decode reduced
+            rgba_im = im.convert("RGBA")
+        factor = -(-max(rgba_im.size) // LOAD_MAX_SIDE)
+        rgba = np.array(rgba_im.reduce(factor) if factor > 1 else rgba_im)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
     if key_out and (not has_alpha or rgba[..., 3].min() == 255):
         rgba[..., 3] = key_out_background(rgba[..., :3])
-    return rgba if (rgba[..., 3] > 0).any() else None
+    if not (rgba[..., 3] > 0).any():
+        raise ValueError(f"{path}: fully transparent, nothing to paste")
+    return rgba
 
 
 def key_out_background(rgb: np.ndarray, tolerance: float = 40.0) -> np.ndarray:

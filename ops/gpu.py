@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .params import PARAM_DTYPE
+from .settings import ApplySettings
 
 HERE = Path(__file__).parent
 THREADS = 256
@@ -82,15 +83,12 @@ class GpuOccluder:
                 self._kernels[half] = (module.get_function("occlude_pass1"), module.get_function("occlude_pass2"))
         return self._kernels[half]
 
-    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, grayscale: bool,
-              normalize: bool, dtype: np.dtype, gray_channels: int = 1, gray_offset_divisor: float = 3.0,
-              mask_threshold: int = 128) -> dict:
-        """Apply a host parameter table to device (or host) uint8 faces [N, H, W, 3]; the keyword
-        arguments are those of :func:`ops.reference.apply_reference`."""
+    def apply(self, faces: Any, table: np.ndarray, masked_faces: Any, masks: Any, settings: ApplySettings) -> dict:
+        """Apply a host parameter table to device (or host) uint8 faces [N, H, W, 3] under ``settings``,
+        as :func:`ops.reference.apply_reference` does."""
         with self.device():
             params = self.cp.asarray(np.ascontiguousarray(table, PARAM_DTYPE).view(np.uint8))
-            return self.apply_device(faces, params, masked_faces, masks, grayscale, normalize, dtype,
-                                     gray_channels, gray_offset_divisor, mask_threshold)
+            return self.apply_device(faces, params, masked_faces, masks, settings)
 
     def _on_device(self, name: str, array: Any) -> None:
         where = getattr(getattr(array, "device", None), "id", self.device_id)
@@ -98,40 +96,35 @@ class GpuOccluder:
             raise ValueError(f"{name} are on device {where} but this occluder lives on device {self.device_id} "
                              "(build it with device_id set to the pipeline's device)")
 
-    def apply_device(self, faces: Any, params: Any, masked_faces: Any, masks: Any, grayscale: bool,
-                     normalize: bool, dtype: np.dtype, gray_channels: int = 1, gray_offset_divisor: float = 3.0,
-                     mask_threshold: int = 128) -> dict:
+    def apply_device(self, faces: Any, params: Any, masked_faces: Any, masks: Any, settings: ApplySettings) -> dict:
         """Like :meth:`apply`, with the table already on the device as uint8 rows [N, row bytes]."""
         for name, array in (("faces", faces), ("parameter rows", params), ("masked faces", masked_faces),
                             ("masks", masks)):
             self._on_device(name, array)
         with self.device():
-            return self._launch(faces, params, masked_faces, masks, grayscale, normalize, dtype, gray_channels,
-                                gray_offset_divisor, mask_threshold)
+            return self._launch(faces, params, masked_faces, masks, settings)
 
-    def _launch(self, faces: Any, params: Any, masked_faces: Any, masks: Any, grayscale: bool,
-                normalize: bool, dtype: np.dtype, gray_channels: int, gray_offset_divisor: float,
-                mask_threshold: int) -> dict:
+    def _launch(self, faces: Any, params: Any, masked_faces: Any, masks: Any, settings: ApplySettings) -> dict:
         cp = self.cp
         faces = _device_uint8(cp, faces)
         n, h, w, _ = faces.shape
-        half = np.dtype(dtype) == np.float16
+        half = settings.half
         pass1, pass2 = self.kernels(half)
         params = cp.ascontiguousarray(params).reshape(n, PARAM_DTYPE.itemsize)
         masked = self._empty3 if masked_faces is None else _device_uint8(cp, masked_faces)
         mask = self._empty1 if masks is None else _device_uint8(cp, masks)
         out_t = cp.float16 if half else cp.float32
-        channels = gray_channels if grayscale else 3
+        grayscale, channels = settings.grayscale, settings.channels
         img = cp.empty((n, channels, h, w), out_t)
         ori = cp.empty((n, channels, h, w), out_t)
         msk = cp.empty((n, h, w), cp.int32)
         lit = cp.empty((n, 1 if grayscale else 3, h, w), cp.float32)
         peak = cp.zeros(n, cp.uint32)
         grid = ((h * w + THREADS - 1) // THREADS, n)
-        flags = (np.int32(grayscale), np.int32(normalize), np.int32(channels))
+        flags = (np.int32(grayscale), np.int32(settings.normalize), np.int32(channels))
         pass1(grid, (THREADS,), (faces, masked, mask, params, self.atlas, np.int32(self.cell), np.int32(h),
-                                 np.int32(w), *flags, np.int32(mask_threshold), lit, ori, msk, peak))
+                                 np.int32(w), *flags, np.int32(settings.mask_threshold), lit, ori, msk, peak))
         pass2(grid, (THREADS,), (lit, params, peak, msk, np.int32(h), np.int32(w), *flags,
-                                 np.float32(gray_offset_divisor), img))
+                                 np.float32(settings.gray_offset_divisor), img))
         kind = params.view(cp.int32)[:, 0].astype(cp.int8)
         return {"img": img, "msk": msk, "ori": ori, "kind": kind}

@@ -1,4 +1,6 @@
 // The per-sample parameter row; the same fields, in the same order, as ops/params.py PARAM_FIELDS.
+// m3d_slot: -1 for a row without an offline 3D mask, else the row's own index in its batch; the masked
+// faces and masks of a launch are aligned with its faces (row i's renders at i), read at m3d_slot.
 #pragma once
 
 #define FO_MAX_VERTICES 21
@@ -16,7 +18,7 @@ struct Params {
   int src[4];
   int replace_alpha;
   int mask_alpha;
-  int m3d_slot;
+  int m3d_slot;  // -1, or this row's index in the batch (its masked face and mask are at that index)
   int m3d_mode;
   int m3d_rows[2];
   float m3d[4];

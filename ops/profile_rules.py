@@ -10,22 +10,39 @@ or renamed field needs its rule here.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, get_args
 
 from .kinds import KIND_NAMES
+from .options import OriMode
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 3, 6, 6, 6
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 60, 60, 40
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to about 60 characters a part and 3 levels: a message stays one short line
+    whatever a profile holds (a YAML alias bomb's repr would otherwise take minutes and gigabytes)."""
+    return _SHORT.repr(value)
 
 
 def _number(value: Any, integer: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return False
+    try:
+        if not math.isfinite(float(value)):
+            return False
+    except OverflowError:                      # an integer past float's range (10**400) is no profile number
         return False
     return not integer or isinstance(value, Integral) or float(value).is_integer()
 
 
 def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})" if not _number(value) else repr(value)
+    return f"{short(value)} ({type(value).__name__})" if not _number(value) else short(value)
 
 
 def _bounds(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
@@ -162,13 +179,13 @@ class Distribution:
     def problem(self, value: Any) -> str | None:
         if not isinstance(value, dict):
             return f"= {_show(value)}: must be {self.allowed()}"
-        unknown = sorted(set(value) - set(self.names))
+        unknown = sorted(map(short, set(value) - set(self.names)))
         if unknown:
-            return f"names unknown kinds {unknown}: must be {self.allowed()}"
+            return f"names unknown kinds {short(unknown)}: must be {self.allowed()}"
         probs = [value.get(n, 0.0) for n in self.names]
         bad = {n: v for n, v in value.items() if not _number(v) or v < 0}
         if bad:
-            return f"has {bad}: must be {self.allowed()}"
+            return f"has {short(bad)}: must be {self.allowed()}"
         if abs(sum(probs) - 1.0) > 1e-6:
             return f"probabilities must be >= 0 and sum to 1; got {probs} (sum {sum(probs):.6f})"
         return None
@@ -238,7 +255,7 @@ FIELD_RULES: dict[str, Any] = {
     "grayscale": Flag(),
     "gray_channels": Choice((1, 3)),
     "gray_offset_divisor": Number(0, 100, lo_open=True),
-    "ori": Choice(("clean", "occluded")),
+    "ori": Choice(get_args(OriMode)),
     "normalize": Flag(),
 }
 

@@ -16,11 +16,16 @@ from pathlib import Path
 
 import yaml
 
+from faceocc.recordio.files import RefusedFile, read_regular
+
 from .kinds import KIND_NAMES
-from .profile_rules import validate_profile
+from .options import OriMode
+from .profile_rules import short, validate_profile
 
 Range = tuple[float, float]
 BUILTIN = Path(__file__).parent / "builtin_profiles"
+MAX_PROFILE_BYTES = 1 << 20       # a profile file longer than this is refused
+MAX_PROFILE_NODES = 10_000        # YAML nodes after expanding aliases (a whole profile has about 150)
 
 
 @dataclass
@@ -129,7 +134,7 @@ class Profile:
     grayscale: bool = False                      # integer luma after the occlusion, as MSML
     gray_channels: int = 1                       # output channels when grayscale: 1 (MSML) or 3 (repeated)
     gray_offset_divisor: float = 3.0             # MSML divides the mask offset's luma by 3
-    ori: str = "clean"                           # "clean" face, or "occluded": MSML's second independent draw
+    ori: OriMode = "clean"                       # "clean" face, or "occluded": MSML's second independent draw
     normalize: bool = True                       # (x - 0.5) / 0.5
 
     def kind_probabilities(self) -> list[float]:
@@ -177,7 +182,7 @@ def _merge(obj: object, data: dict, where: str) -> object:
     changes = {}
     for key, value in data.items():
         if key not in names:
-            raise ValueError(f"unknown profile field {where}{key}; known: {sorted(names)}")
+            raise ValueError(f"unknown profile field {where}{short(key)}; known: {sorted(names)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, f"{where}{key}.")
@@ -188,19 +193,79 @@ def _merge(obj: object, data: dict, where: str) -> object:
     return dataclasses.replace(obj, **changes)
 
 
-def load_profile(profile: str | os.PathLike | Profile | None = "ms1m") -> Profile:
+def _expanded_size(node: yaml.Node, path: Path) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding anything (each node once,
+    its size remembered); refuses a document over :data:`MAX_PROFILE_NODES` or one that contains itself."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    open_: set[int] = set()
+    while stack:
+        current, children_done = stack.pop()
+        if id(current) in sizes:
+            continue
+        if isinstance(current, yaml.MappingNode):
+            children = [n for pair in current.value for n in pair]
+        elif isinstance(current, yaml.SequenceNode):
+            children = list(current.value)
+        else:
+            children = []
+        if children_done:
+            open_.discard(id(current))
+            sizes[id(current)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(current)] > MAX_PROFILE_NODES:
+                raise ValueError(f"profile {path} expands to more than {MAX_PROFILE_NODES} YAML values (aliases "
+                                 "count each time they are used): refused, as a profile is about 150")
+            continue
+        if id(current) in open_:
+            raise ValueError(f"profile {path} contains itself through an alias: refused")
+        open_.add(id(current))
+        stack.append((current, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(node)]
+
+
+def _read_yaml(path: Path) -> object:
+    """The YAML document at ``path``, safely: a regular file of at most :data:`MAX_PROFILE_BYTES`, no Python
+    tags, no alias bombs; every problem one ValueError line naming the file."""
+    try:
+        text = read_regular(path, MAX_PROFILE_BYTES, "profile")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            return None
+        _expanded_size(node, path)
+        return yaml.SafeLoader("").construct_document(node)
+    except (OSError, RefusedFile) as exc:
+        raise ValueError(f"profile {path} cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"profile {path} is not a faceocc profile{where}: {problem[:200]}") from None
+    except RecursionError:
+        raise ValueError(f"profile {path} nests too deeply to be a profile") from None
+    except ValueError as exc:
+        if str(exc).startswith(f"profile {path}"):
+            raise
+        raise ValueError(f"profile {path} holds a value that cannot be read: {short(str(exc))}") from None
+
+
+def load_profile(profile: str | os.PathLike | Profile | None = "ms1m", _chain: tuple[str, ...] = ()) -> Profile:
     """A built-in profile by name, a YAML file, or a Profile (returned as is).
 
     A YAML file holds only the fields it changes, on top of ``base:`` (a built-in name or another
-    YAML path; default ``ms1m``). Field values are checked when the occluder is built
-    (:meth:`Profile.validate`, one rule per field in :mod:`faceocc.ops.profile_rules`); unknown fields are refused here.
+    YAML path; default ``ms1m``); a chain of bases that comes back to a profile already in it is refused.
+    It is read safely (a regular file of at most :data:`MAX_PROFILE_BYTES`, at most
+    :data:`MAX_PROFILE_NODES` values with aliases expanded, no Python tags). Field values are checked
+    when the occluder is built (:meth:`Profile.validate`, one rule per field in
+    :mod:`faceocc.ops.profile_rules`); unknown fields are refused here.
 
     Args:
         profile: ``"ms1m"`` (the default, also for ``None``), ``"casia"``, ``"msml_exact"`` (``ms1m``
             with MSML's flip probability 0.6), a path to a YAML file, or a :class:`Profile`.
 
     Raises:
-        ValueError: neither a built-in nor a file, not a YAML mapping, or a field that does not exist.
+        ValueError: neither a built-in nor a file, not a YAML mapping, unsafe YAML, a looping ``base:``
+            chain, or a field that does not exist; one line naming the file or field.
 
     Example::
 
@@ -214,11 +279,18 @@ def load_profile(profile: str | os.PathLike | Profile | None = "ms1m") -> Profil
         return profile
     name = "ms1m" if profile is None else str(profile)
     path = BUILTIN / f"{name}.yaml" if (BUILTIN / f"{name}.yaml").is_file() else Path(name)
-    if not path.is_file():
-        raise ValueError(f"profile {name!r} is neither a built-in (ms1m, casia) nor a YAML file")
-    data = yaml.safe_load(path.read_text()) or {}
+    if not (path.exists() or path.is_symlink()):
+        raise ValueError(f"profile {short(name)} is neither a built-in (ms1m, casia) nor a YAML file")
+    here = str(path.resolve())
+    if here in _chain:
+        raise ValueError(f"profile {path}: its base: chain comes back to itself ({' -> '.join(_chain + (here,))})")
+    data = _read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"profile {path} must be a YAML mapping")
     base = data.pop("base", None if path.parent == BUILTIN else "ms1m")
-    start = load_profile(base) if base is not None else Profile()
+    if base is not None and not isinstance(base, str):
+        raise ValueError(f"profile {path}: base must be a profile name or a YAML path, not {short(base)}")
+    if base is not None and not (BUILTIN / f"{base}.yaml").is_file() and (path.parent / base).is_file():
+        base = str(path.parent / base)                      # a base file beside the profile
+    start = load_profile(base, _chain + (here,)) if base is not None else Profile()
     return _merge(start, data, "")

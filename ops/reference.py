@@ -35,9 +35,11 @@ import numpy as np
 
 from .kinds import Kind
 from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE
+from .settings import ApplySettings
 from .web import occlude_web
 
 Alloc = Callable[..., np.ndarray]   # (shape, dtype) -> an array to overwrite
+DEFAULT = ApplySettings()           # MSML's colour output: 3 channels, normalized, float32
 
 LUMA = np.array([19595, 38470, 7471], np.int32)     # Pillow's RGB -> L, 16-bit fixed point
 OFFSET_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)   # MSML's grey mask offset
@@ -203,12 +205,13 @@ def _channels_first(canvas: np.ndarray, grayscale: bool) -> np.ndarray:
     return luma(canvas)[:, None] if grayscale else canvas.transpose(0, 3, 1, 2)
 
 
-def _finish(v: np.ndarray, normalize: bool, channels: int, dtype: type, alloc: Alloc = np.empty) -> np.ndarray:
-    """Step 7 on ``v`` [N, C, H, W] float32 (in place), as ``channels`` channels (one repeated) of ``dtype``."""
-    if normalize:
+def _finish(v: np.ndarray, settings: ApplySettings, alloc: Alloc = np.empty) -> np.ndarray:
+    """Step 7 on ``v`` [N, C, H, W] float32 (in place), as ``settings.channels`` channels (one repeated) of
+    ``settings.dtype``."""
+    if settings.normalize:
         v -= np.float32(0.5)
         v /= np.float32(0.5)
-    return _shaped(v, channels, dtype, alloc)
+    return _shaped(v, settings.channels, settings.dtype, alloc)
 
 
 def _shaped(v: np.ndarray, channels: int, dtype: type, alloc: Alloc) -> np.ndarray:
@@ -220,29 +223,28 @@ def _shaped(v: np.ndarray, channels: int, dtype: type, alloc: Alloc) -> np.ndarr
     return out
 
 
-def clean_faces(faces: np.ndarray, flip: np.ndarray, grayscale: bool = False, normalize: bool = True,
-                channels: int = 3, dtype: type = np.float32, alloc: Alloc = np.empty) -> np.ndarray:
+def clean_faces(faces: np.ndarray, flip: np.ndarray, settings: ApplySettings = DEFAULT,
+                alloc: Alloc = np.empty) -> np.ndarray:
     """``ori``: the faces [N, H, W, 3] unoccluded and unlit, flipped where ``flip`` is 1, as [N, C, H, W]
-    of ``dtype``: the arithmetic of ``img`` on an untouched face (steps 4, 5 and 7 as one lookup)."""
-    planes = _planes(_channels_first(faces, grayscale), flip, alloc)
-    return _shaped(_lookup(planes, NORMALIZED if normalize else UNIT, alloc), channels, dtype, alloc)
+    of ``settings.dtype``: the arithmetic of ``img`` on an untouched face (steps 4, 5 and 7 as one lookup)."""
+    planes = _planes(_channels_first(faces, settings.grayscale), flip, alloc)
+    per_value = NORMALIZED if settings.normalize else UNIT
+    return _shaped(_lookup(planes, per_value, alloc), settings.channels, settings.dtype, alloc)
 
 
 def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
-                    masked_faces: np.ndarray | None = None, masks: np.ndarray | None = None,
-                    grayscale: bool = False, normalize: bool = True, dtype: type = np.float32,
-                    gray_channels: int = 1, gray_offset_divisor: float = 3.0,
-                    mask_threshold: int = 128, alloc: Alloc = np.empty) -> dict[str, np.ndarray]:
-    """Apply a parameter table to a batch of uint8 faces [N, H, W, 3].
+                    masked_faces: np.ndarray | None = None, masks: np.ndarray | None = None, *,
+                    settings: ApplySettings = DEFAULT, alloc: Alloc = np.empty) -> dict[str, np.ndarray]:
+    """Apply a parameter table ``t`` to a batch of uint8 faces [N, H, W, 3] under ``settings``.
 
-    ``masked_faces`` [M, H, W, 3] and ``masks`` [M, H, W] (values <= ``mask_threshold`` where the mask
-    covers the face) hold the offline renders of the rows with ``m3d_slot >= 0``. Returns ``img`` and
-    ``ori`` [N, C, H, W] of ``dtype`` (C = 3, or ``gray_channels`` with grayscale), ``msk`` [N, H, W]
-    int32 (1 clean, 0 occluded) and ``kind`` [N] int8. ``alloc(shape, dtype)`` gives the arrays that
-    hold the outputs (``np.empty``, or a :class:`ops.buffers.BufferPool`).
+    ``masked_faces`` [M, H, W, 3] and ``masks`` [M, H, W] (values <= ``settings.mask_threshold`` where
+    the mask covers the face) hold the offline renders of the rows with ``m3d_slot >= 0``.
+    Returns ``img`` and ``ori`` [N, C, H, W] of ``settings.dtype`` (C = ``settings.channels``), ``msk``
+    [N, H, W] int32 (1 clean, 0 occluded) and ``kind`` [N] int8. ``alloc(shape, dtype)`` gives the
+    arrays that hold the outputs (``np.empty``, or a :class:`ops.buffers.BufferPool`).
     """
     n, h, w, _ = faces.shape
-    channels = gray_channels if grayscale else 3
+    grayscale = settings.grayscale
     canvas = alloc(faces.shape, np.uint8)
     np.copyto(canvas, faces)
     occluded = alloc((n, h, w), bool)
@@ -250,7 +252,7 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
     m3d = np.flatnonzero(t["m3d_slot"] >= 0)
     if m3d.size:
         canvas[m3d] = masked_faces[t["m3d_slot"][m3d]]
-        occluded[m3d] = masks[t["m3d_slot"][m3d]] <= mask_threshold
+        occluded[m3d] = masks[t["m3d_slot"][m3d]] <= settings.mask_threshold
     shapes = np.flatnonzero(np.isin(t["kind"], (Kind.RECTANGLE, Kind.ELLIPSE, Kind.POLYGON)))
     if shapes.size:
         covered = shape_coverage(t[shapes], h, w)
@@ -272,10 +274,10 @@ def apply_reference(faces: np.ndarray, t: np.ndarray, atlas: np.ndarray,
         offset = mask_offset(t[aug], ~msk[aug])
         if grayscale:
             offset = (offset[:, 0] * OFFSET_LUMA[0] + offset[:, 1] * OFFSET_LUMA[1]
-                      + offset[:, 2] * OFFSET_LUMA[2])[:, None] / np.float32(gray_offset_divisor)
+                      + offset[:, 2] * OFFSET_LUMA[2])[:, None] / np.float32(settings.gray_offset_divisor)
         v[aug] -= offset
-    img = _finish(v, normalize, channels, dtype, alloc)
-    ori = clean_faces(faces, t["flip"], grayscale, normalize, channels, dtype, alloc)
+    img = _finish(v, settings, alloc)
+    ori = clean_faces(faces, t["flip"], settings, alloc)
     out = alloc(msk.shape, np.int32)
     out[...] = msk
     return {"img": img, "msk": out, "ori": ori, "kind": t["kind"].astype(np.int8)}

@@ -14,13 +14,10 @@ import numpy as np
 
 from .atlas import OccluderBank
 from .kinds import Kind
-from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, empty_params
+from .params import M3D_BLOCK, M3D_LIGHT, M3D_NOISE, MAX_VERTICES, batch_rows, empty_params
 from .profiles import Profile
 
-
-def batch_rng(seed: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.random.Generator:
-    """The generator of one batch: independent streams for every (seed, shard, epoch, batch)."""
-    return np.random.default_rng([int(seed), int(shard), int(epoch), int(batch)])
+CHUNK_ROWS = 4096  # rows drawn per sampler call: one call costs about as much for 64 rows as for 4000
 
 
 def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> np.ndarray:
@@ -30,10 +27,11 @@ def _offset(spec: tuple[float, float, int, int], k: np.ndarray, extent: int) -> 
 
 
 class Sampler:
-    """Draws parameter tables for batches of ``size = (H, W)`` faces under a validated profile."""
+    """Draws parameter tables for batches of ``size = (H, W)`` faces under a profile validated for that
+    size (``Profile.validate(size)``: the operator validates once, on the way in)."""
 
     def __init__(self, profile: Profile, bank: OccluderBank, size: tuple[int, int] = (112, 112)) -> None:
-        self.profile = profile.validate(size)
+        self.profile = profile
         self.bank = bank
         self.size = size
         need = {Kind.GLASSES: ("glasses", "eyeglasses"), Kind.SCARF: ("scarf",), Kind.OBJECT: ("object",)}
@@ -78,6 +76,7 @@ class Sampler:
             rows = np.flatnonzero(t["kind"] == kind)
             if rows.size:
                 t[rows] = fill(t[rows], rng)
+        t["m3d_slot"] = np.where(t["kind"] == Kind.MASK3D, np.arange(n), -1)    # see ops.params
         return t
 
     # -- geometric shapes -------------------------------------------------------------------------
@@ -214,7 +213,6 @@ class Sampler:
         def bound(spec: tuple[int, int, int], scale: float) -> np.ndarray:
             return ((spec[0] + rng.integers(spec[1], spec[2] + 1, n)) * scale).astype(int)
 
-        t["m3d_slot"] = np.arange(n)
         names = ["light", "noise", "block"]
         probs = np.asarray([m.modes.get(k, 0.0) for k in names])
         mode = np.asarray([M3D_LIGHT, M3D_NOISE, M3D_BLOCK])[rng.choice(3, n, p=probs / probs.sum())]
@@ -236,3 +234,32 @@ class Sampler:
         channels = rng.random((n, 3)) < m.channel_p
         t["m3d_channels"] = np.where((mode == M3D_BLOCK)[:, None], True, channels)
         return t
+
+
+class BatchTables:
+    """The one seeding rule: the parameter table of batch ``batch`` of epoch ``epoch`` on shard ``shard``,
+    ``n`` rows, as a pure function of (seed, shard, epoch, batch, n). ``FaceOccluder.sample`` and the
+    loader's record source both call this, so the loader's rows for a batch are ``sample``'s.
+
+    The batches of an epoch are drawn in chunks of ``per = max(1, CHUNK_ROWS // n)`` consecutive
+    batches: chunk ``c = batch // per`` is one ``Sampler.sample(per * n)`` call with a generator seeded
+    by ``[seed, shard, epoch, c, n]``, and the batch is its rows ``(batch % per) * n`` onwards (``m3d_slot``
+    re-based to the batch). The last chunk drawn is kept, so consecutive batches cost one call per chunk.
+    """
+
+    def __init__(self, sampler: Sampler, seed: int) -> None:
+        self.sampler = sampler
+        self.seed = int(seed)
+        self._last: tuple[tuple[int, ...], np.ndarray] | None = None
+
+    def __call__(self, n: int, shard: int = 0, epoch: int = 0, batch: int = 0) -> np.ndarray:
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"a batch has at least one row; got n = {n}")
+        per = max(1, CHUNK_ROWS // n)
+        chunk, pos = divmod(int(batch), per)
+        key = (int(shard), int(epoch), chunk, n)
+        last = self._last
+        if last is None or last[0] != key:
+            last = self._last = (key, self.sampler.sample(per * n, np.random.default_rng([self.seed, *key])))
+        return batch_rows(last[1], pos * n, pos * n + n)

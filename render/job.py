@@ -16,32 +16,35 @@ import errno
 import io
 import json
 import os
-import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from faceocc.ops.options import Device
 from tqdm import tqdm
 
 from faceocc.datasets.mask_alignment import identity_id2, render_digest, train_fingerprint
 from faceocc.datasets.mask_sets import (
     RENDER_MANIFEST,
-    FolderLock,
     current_generation,
     discard_stale,
     fixed_link,
+    hold_folder,
     install,
     new_generation,
     render_manifest,
     set_files,
-    store_dir,
+    writable_store,
 )
 from faceocc.recordio import IRHeader, RecordDataset, RecordWriter
-from faceocc.recordio.images import ImageDecodeError, decode_image
+from faceocc.recordio.files import read_small_text, real_dir, remove, write_atomic
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError, decode_image
 
+from .landmarks import LandmarkSource
 from .renderer import MaskRenderer
 
 WORK = ".faceocc-render"
@@ -60,10 +63,19 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _face(payload: bytes, size: tuple[int, int]) -> np.ndarray:
+def _whole(name: str, value: object, lo: int) -> int:
+    """``value`` as an int >= ``lo`` (not a bool, float or string), else a one-line ValueError naming it."""
+    from numbers import Integral
+
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, not {value!r}")
+    return int(value)
+
+
+def _face(payload: bytes, size: tuple[int, int], max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     from PIL import Image
 
-    img = decode_image(payload)
+    img = decode_image(payload, max_pixels=max_pixels)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.shape[:2] != size:
@@ -72,20 +84,27 @@ def _face(payload: bytes, size: tuple[int, int]) -> np.ndarray:
 
 
 class RenderJob:
-    """One dataset's render: settings, chunk plan, and the work folder."""
+    """One dataset's render: settings, chunk plan, and the work folder.
 
-    def __init__(self, data_dir: str | os.PathLike, landmarks: str = "template",
-                 textures: str | os.PathLike | None = None, device: str = "cpu", seed: int = 0,
+    Faces are rendered at the dataset's face size (:meth:`_face_size`); an image over ``max_pixels``
+    pixels is refused by key before it is decoded.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, landmarks: LandmarkSource = "template",
+                 textures: str | os.PathLike | None = None, device: Device = "cpu", seed: int = 0,
                  chunk_size: int = 4096, batch_size: int = 256, workers: int | None = None,
-                 landmark_model: str | None = None, device_id: int | None = None) -> None:
+                 landmark_model: str | None = None, device_id: int | None = None,
+                 max_pixels: int | None = MAX_PIXELS) -> None:
+        self.seed, self.chunk_size = _whole("seed", seed, 0), _whole("chunk_size", chunk_size, 1)
+        self.batch_size = _whole("batch_size", batch_size, 1)
+        self.workers = min(16, os.cpu_count() or 1) if workers is None else _whole("workers", workers, 1)
+        self.max_pixels = None if max_pixels is None else _whole("max_pixels", max_pixels, 1)
         self.dir = Path(data_dir)
         self.train = RecordDataset(self.dir)
         if len(self.train) == 0:
             raise ValueError(f"{self.dir} holds no image records")
-        size = self._image_size()
+        size = self._face_size()
         self.renderer = MaskRenderer(size, landmarks, textures, device, landmark_model, device_id)
-        self.seed, self.chunk_size, self.batch_size = int(seed), int(chunk_size), int(batch_size)
-        self.workers = workers or min(16, os.cpu_count() or 1)
         self.work = self.dir / WORK
         self.keys = self.train.image_keys
         self.chunks = (len(self.keys) + self.chunk_size - 1) // self.chunk_size
@@ -93,7 +112,7 @@ class RenderJob:
                             "landmarks": landmarks, "textures": self.renderer.texture_names,
                             "images": int(len(self.keys)), "size": list(size),
                             "train": train_fingerprint(self.train)})
-        self._locks: list[FolderLock] = []
+        self._locks: list = []
 
     def _set_manifest(self, manifest: dict) -> None:
         """The render's settings, and the identity (digest, id2) every record of its set carries."""
@@ -105,11 +124,19 @@ class RenderJob:
     def resume(cls, data_dir: str | os.PathLike) -> RenderJob:
         """The job whose partial render lies in ``DIR/.faceocc-render`` (settings from its manifest)."""
         manifest = Path(data_dir) / WORK / "manifest.json"
-        if not manifest.is_file():
+        if manifest.parent.is_symlink():
+            real_dir(manifest.parent, create=False)          # refused: chunks are never read through a link
+        text = read_small_text(manifest)
+        if text is None:
             if current_generation(data_dir) is not None:
                 raise FileExistsError(f"no render in progress in {data_dir}: its masks are already merged")
             raise FileNotFoundError(f"no partial render in {manifest.parent}; run `faceocc render` first")
-        m = json.loads(manifest.read_text())
+        try:
+            m = json.loads(text)
+        except ValueError:
+            m = None
+        if not isinstance(m, dict) or "seed" not in m or "chunk_size" not in m:
+            raise ValueError(f"{manifest} is not a render manifest; start over with faceocc render --overwrite")
         # merging renders nothing: the template source stands in for the render's own landmark source
         # (a dlib extra or a model file need not be there); its settings come from the manifest below
         job = cls(data_dir, "template", None, "cpu", m["seed"], m["chunk_size"])
@@ -119,15 +146,27 @@ class RenderJob:
         job._set_manifest(m)
         return job
 
-    def _image_size(self) -> tuple[int, int]:
-        key = int(self.train.image_keys[0])
-        img = self._decode(key, self.train.read(key)[1], None)
-        return int(img.shape[0]), int(img.shape[1])
+    def _face_size(self) -> tuple[int, int]:
+        """The size masks are rendered at, as the loader's ``out_size`` is the dataset's face size: the
+        height and width ``property`` states, else the most common size of 64 images spread over the
+        dataset (never the first image's alone: one odd record must not size every face)."""
+        text = read_small_text(self.train.rec_path.parent / "property", 4096) or ""
+        fields = [f.strip() for f in text.split(",")]
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            h, w = int(fields[1]), int(fields[2])
+            if h >= 1 and w >= 1 and (self.max_pixels is None or h * w <= self.max_pixels):
+                return h, w
+        keys = self.train.image_keys
+        sizes: Counter[tuple[int, int]] = Counter()
+        for key in keys[np.linspace(0, keys.size - 1, min(64, keys.size)).astype(int)].tolist():
+            sizes[self._decode(key, self.train.read(key)[1], None).shape[:2]] += 1
+        return max(sizes, key=sizes.__getitem__)
 
     def _decode(self, key: int, payload: bytes, size: tuple[int, int] | None) -> np.ndarray:
-        """A face of train.rec, decoded (and resized to ``size``); a bad image names its key."""
+        """A face of train.rec, decoded (and resized to ``size``); a bad or oversized image names its key."""
         try:
-            return decode_image(payload) if size is None else _face(payload, size)
+            return decode_image(payload, max_pixels=self.max_pixels) if size is None else \
+                _face(payload, size, self.max_pixels)
         except Exception as exc:
             raise ImageDecodeError(f"image does not decode ({type(exc).__name__}: {exc}); fix or drop this record, "
                                    "then render again", self.train.rec_path, key, self.train.offset_of(key)) from exc
@@ -155,11 +194,7 @@ class RenderJob:
         if self._locks:
             return
         with self._io_errors():
-            if num_shards == 1:
-                self._locks.append(FolderLock(self.dir, "render"))
-            else:
-                self._locks.append(FolderLock(self.dir, "render", shared=True))
-                self._locks.append(FolderLock(self.dir, f"shard-{shard_id}-of-{num_shards}"))
+            self._locks = hold_folder(self.dir, shard_id, num_shards)
 
     def unlock(self) -> None:
         """Let other renders at the folder again."""
@@ -203,7 +238,13 @@ class RenderJob:
         """Refuse to touch existing outputs without ``overwrite``; start or resume the work folder.
         Returns True when this render is already installed (only its clean-up was interrupted)."""
         manifest = self.work / "manifest.json"
-        started = json.loads(manifest.read_text()) if manifest.is_file() else None
+        if self.work.exists() or self.work.is_symlink():
+            real_dir(self.work, create=False)              # never a link: chunks are written there
+        text = read_small_text(manifest)
+        try:
+            started = json.loads(text) if text else None
+        except ValueError:
+            started = {"unreadable": True}
         if started == self.manifest and self.installed():
             return True
         if self.present() and not overwrite:
@@ -214,12 +255,10 @@ class RenderJob:
             if not overwrite:
                 raise FileExistsError(f"{self.work} holds a partial render with other settings; "
                                       "pass --overwrite to start over")
-            shutil.rmtree(self.work)
-        self.work.mkdir(exist_ok=True)
-        if not manifest.exists():
-            tmp = manifest.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.manifest, indent=1))
-            os.replace(tmp, manifest)
+            remove(self.work)
+        real_dir(self.work)
+        if started is None:
+            write_atomic(manifest, json.dumps(self.manifest, indent=1))
         return False
 
     def pending(self, shard_id: int, num_shards: int) -> list[int]:
@@ -293,16 +332,18 @@ class RenderJob:
                 w.abort()
             raise
         fallbacks = getattr(self.renderer.landmarks, "fallbacks", 0) - failed_before
-        self.done_path(c).write_text(json.dumps({"images": len(keys), "fallbacks": fallbacks}))
+        write_atomic(self.done_path(c), json.dumps({"images": len(keys), "fallbacks": fallbacks}))
 
     def fallbacks(self) -> int:
         """Faces of the finished chunks whose landmarks fell back to the template (the ``dlib`` source
         when its predictor failed on a face); read before :meth:`merge`, which removes the records."""
         total = 0
         for c in range(self.chunks):
-            done = self.done_path(c)
-            if done.exists() and done.read_text().strip():
-                total += int(json.loads(done.read_text()).get("fallbacks", 0))
+            text = read_small_text(self.done_path(c), 4096)
+            try:
+                total += int(json.loads(text).get("fallbacks", 0)) if text and text.strip() else 0
+            except (ValueError, TypeError, AttributeError):
+                continue
         return total
 
     def merge(self, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
@@ -323,11 +364,12 @@ class RenderJob:
                 try:
                     self._write_set(generation, progress)
                 except BaseException:
-                    shutil.rmtree(generation, ignore_errors=True)
+                    remove(generation)
                     raise
                 install(self.dir, generation)
-            if self.work.exists():
-                os.replace(self.work, store_dir(self.dir) / f"g-trash-{uuid.uuid4().hex[:8]}")
+            if self.work.exists() or self.work.is_symlink():
+                real_dir(self.work, create=False)
+                os.replace(self.work, writable_store(self.dir) / f"g-trash-{uuid.uuid4().hex[:8]}")
             discard_stale(self.dir)
         return self.finals()
 
@@ -348,4 +390,4 @@ class RenderJob:
                 for p in parts:
                     p.close()
         identity = {**self.manifest, "digest": self.digest, "id2": f"{self.id2:016x}"}
-        (generation / RENDER_MANIFEST).write_text(json.dumps(identity, indent=1, sort_keys=True))
+        write_atomic(generation / RENDER_MANIFEST, json.dumps(identity, indent=1, sort_keys=True))

@@ -11,6 +11,8 @@ Points are (x, y) in pixels and z in the same scale, larger z nearer the camera.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 from .face_geometry import template_landmarks
@@ -28,10 +30,11 @@ class TemplateLandmarks:
         return np.broadcast_to(self.points, (len(faces), 68, 3)).copy()
 
 
-LANDMARK_SOURCES = ("template", "dlib", "insightface")
+LandmarkSource = Literal["template", "dlib", "insightface"]
+LANDMARK_SOURCES = get_args(LandmarkSource)
 
 
-def landmark_source(name: str, size: tuple[int, int] = (112, 112), model: str | None = None):
+def landmark_source(name: LandmarkSource, size: tuple[int, int] = (112, 112), model: str | None = None):
     """A callable taking RGB uint8 faces [N, H, W, 3] to landmarks [N, 68, 3]: ``template``, ``dlib``
     (the optional extra ``faceocc[landmarks]``) or ``insightface`` (a ``1k3d68.onnx``)."""
     if name == "template":

@@ -6,8 +6,9 @@ import os
 from typing import Any
 
 import numpy as np
+from faceocc.ops.options import Device, check_option
 
-from .landmarks import landmark_source
+from .landmarks import LandmarkSource, landmark_source
 from .raster import RENDER_DTYPE, render_masks
 from .surface import grid_triangles, grid_uv, mask_surface
 from .textures import load_textures
@@ -22,11 +23,11 @@ class MaskRenderer:
     :meth:`render` is deterministic given the parameter rows. ``device="gpu"`` rasterizes on CUDA device
     ``device_id`` (default: the current one)."""
 
-    def __init__(self, size: tuple[int, int] = (112, 112), landmarks: str = "template",
-                 textures: str | os.PathLike | None = None, device: str = "cpu",
+    def __init__(self, size: tuple[int, int] = (112, 112), landmarks: LandmarkSource = "template",
+                 textures: str | os.PathLike | None = None, device: Device = "cpu",
                  landmark_model: str | None = None, device_id: int | None = None) -> None:
-        if device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
+        check_option("device", device, Device)
+        check_option("landmarks", landmarks, LandmarkSource)
         self.size = tuple(size)
         self.landmarks = landmark_source(landmarks, self.size, landmark_model)
         self.textures, self.texture_names = load_textures(textures)

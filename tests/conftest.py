@@ -85,3 +85,11 @@ def mxnet_python() -> str | None:
     if found is None and oracles_required():
         pytest.fail("FACEOCC_REQUIRE_ORACLES=1 but the MXNet oracle venv (.venv-mxnet) is missing")
     return found
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``gpu`` tests: skipped without a GPU (CuPy; DALI for those also marked ``dali``), failed instead
+    with FACEOCC_REQUIRE_GPU=1 (see tests/gpu.py)."""
+    from gpu import check
+
+    check(item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections import Counter
 
@@ -109,14 +110,19 @@ def test_arguments(dataset, no_gpu, monkeypatch):
     assert quiet.loader.device == "cpu"
     made = {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(arcface, "FaceOcclusionLoader", lambda *a, **k: made.update(args=a, kwargs=k) or "loader")
+
+    def recorder(*args, **kwargs):
+        made.update(args=args, kwargs=kwargs)
+        return types.SimpleNamespace(device_id=kwargs["device_id"] % 2 if kwargs["device"] == "gpu" else None)
+
+    monkeypatch.setattr(arcface, "FaceOcclusionLoader", recorder)
     got = arcface.get_dataloader(dataset, 3, 64, seed=11, num_workers=0, profile="casia")
     assert made["args"] == (dataset, 64)
     assert {k: made["kwargs"][k] for k in ("device", "device_id", "seed", "num_threads", "profile")} == \
         {"device": "gpu", "device_id": 3, "seed": 11, "num_threads": 1, "profile": "casia"}
-    assert got.device == torch.device("cuda", 3)
-    arcface.get_dataloader(dataset, 3, 64, device="cpu")         # decoded on the CPU, handed to cuda:3
-    assert made["kwargs"]["device"] == "cpu"
+    assert got.device == torch.device("cuda", 1)      # the loader's GPU: local rank 3 of 2 visible devices
+    got = arcface.get_dataloader(dataset, 3, 64, device="cpu")   # decoded on the CPU, handed to cuda:3
+    assert made["kwargs"]["device"] == "cpu" and got.device == torch.device("cuda", 3)
 
 
 @pytest.mark.kernels_on_cpu

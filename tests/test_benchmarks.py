@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cuda_host import requires_gxx
 from datasets import add_masks, face_dataset, mask_for
 from faceocc.ops import KIND_NAMES, load_profile
 
@@ -125,3 +127,42 @@ def test_alternation_times_only_the_turns_own_steps():
                       device="cpu", settle=2)
     assert calls == {"a": 1 + 3 * (2 + 5), "b": 1 + 3 * (2 + 5)}
     assert min(rates.values()) > 5 / 0.05                      # no timed step slept
+
+
+def test_bench_loader_dataset_is_a_folder_the_first_time_and_after(tmp_path):
+    """A fresh machine's first run got prepare_embedded's (folder, note) tuple, which RecordDataset refused."""
+    from benchmarks.bench_loader import dataset
+    from faceocc.recordio import RecordDataset
+
+    first = dataset(tmp_path, "cpu", 64)
+    stamp = (first / "train.rec").stat().st_mtime_ns
+    again = dataset(tmp_path, "cpu", 64)
+    assert isinstance(first, Path) and first == again and (again / "train.rec").stat().st_mtime_ns == stamp
+    with RecordDataset(again) as ds:
+        assert len(ds.image_keys) == 64 and (again / "mask.rec").is_file()
+    with RecordDataset(dataset(tmp_path, "cpu", 96)) as ds:           # another size: built again
+        assert len(ds.image_keys) == 96
+
+
+@pytest.mark.kernels_on_cpu
+@requires_gxx
+def test_bench_ops_gpu_figures_through_the_fake_cupy(cp, tmp_path, monkeypatch):
+    """bench_ops's GPU path (kernels at several batch sizes, both dtypes; the GPU renderer), run by
+    tests/cuda_host on the CPU: the figures it writes, and every launch on the GPU."""
+    import faceocc.runtime
+    from benchmarks.bench_ops import main
+
+    monkeypatch.setattr(faceocc.runtime, "synchronize", lambda device: None)   # torch has no CUDA here
+    out = tmp_path / "ops.json"
+    assert main(["--twin-batch", "4", "--repeats", "1", "--gpu-batch", "2", "3", "--gpu-repeats", "1",
+                 "--render-batch", "2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures["kernel_img_per_s_by_batch"]) == {"2", "3"}
+    assert all(set(v) == {"float32", "float16"} for v in figures["kernel_img_per_s_by_batch"].values())
+    assert figures["gpu_batch"] == 2 and figures["kernel_img_per_s_float32"] > 0
+    # the fake's events are 1 ms apart: batch / (1 ms / repeats) is the formula, exactly
+    assert figures["kernel_img_per_s_by_batch"]["3"]["float16"] == pytest.approx(3000)
+    assert figures["render_template_img_per_s_gpu"] > 0
+    assert figures["targets"]["kernel_img_per_s_float32"]["met"] is False      # measured, and judged
+    launches = {e.name for e in cp.LOG if e.op == "launch"}
+    assert {"occlude_pass1", "occlude_pass2"} <= launches and len(launches) > 2     # and the rasterizer's

@@ -12,6 +12,7 @@ import torch
 from faceocc.ops import FaceOccluder
 from faceocc.ops.buffers import BufferPool
 from faceocc.ops.reference import clean_faces
+from faceocc.ops.settings import ApplySettings
 
 
 def test_an_array_is_reused_only_when_nothing_refers_to_it():
@@ -81,9 +82,9 @@ def test_clean_faces_are_the_specs_arithmetic():
     flip = np.array([0, 1, 1, 0, 1])
     v = faces.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
     v[flip == 1] = v[flip == 1][..., ::-1]
-    assert np.array_equal(clean_faces(faces, flip, normalize=False), v)
+    assert np.array_equal(clean_faces(faces, flip, ApplySettings(normalize=False)), v)
     assert np.array_equal(clean_faces(faces, flip), (v - np.float32(0.5)) / np.float32(0.5))
-    half = clean_faces(faces, flip, dtype=np.float16)
+    half = clean_faces(faces, flip, ApplySettings(dtype=np.float16))
     assert half.dtype == np.float16
     assert np.array_equal(half, ((v - np.float32(0.5)) / np.float32(0.5)).astype(np.float16))
 

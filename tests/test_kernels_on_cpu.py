@@ -84,7 +84,7 @@ def run_both(occ_gpu: FaceOccluder, table: np.ndarray, faces: np.ndarray, masked
     """The kernel (through FaceOccluder.apply) against apply_reference on one table; returns the kernel's."""
     mf, mk = mask_inputs(table, masked, masks)
     p = occ_gpu.profile
-    want = apply_reference(faces, table, occ_gpu.bank.atlas, mf, mk, p.grayscale, p.normalize, occ_gpu.dtype)
+    want = apply_reference(faces, table, occ_gpu.bank.atlas, mf, mk, settings=occ_gpu.settings)
     got = occ_gpu.apply(faces, table, mf, mk)
     assert_matches_spec(got, want, p.normalize, occ_gpu.dtype, what)
     return got

@@ -1,21 +1,24 @@
-"""The loader's GPU path on a GPU (skipped without one): the same batches as the CPU path, the
-occlusion applied after DALI's iterator on torch's stream."""
+"""The loader's GPU path on a GPU with DALI (marked ``gpu`` and ``dali``: skipped without them, failed under
+FACEOCC_REQUIRE_GPU=1): the same batches as the CPU path, the occlusion applied after DALI's iterator on
+torch's stream; each case also checked against the twin on the inputs the kernels read
+(tests/loader_gpu_cases.py; the same cases run on the CPU in tests/test_loader_gpu_step_on_cpu.py)."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from datasets import add_masks, face_dataset
-from gpu import requires_gpu
+from gpu import requires_dali_gpu, second_device
+from loader_gpu_cases import BATCH, CASES, Case, check_batches, close, dataset, loader, ms1m_with_mask3d
 
 from faceocc import FaceOcclusionLoader
 
-pytest.importorskip("nvidia.dali")
+pytestmark = requires_dali_gpu
 
 
-@requires_gpu
 def test_gpu_batches_match_the_cpu_batches(tmp_path):
     folder = face_dataset(tmp_path / "d")
     add_masks(folder)
@@ -30,3 +33,56 @@ def test_gpu_batches_match_the_cpu_batches(tmp_path):
             assert torch.equal(c[name], g[name].cpu()), name
         for name in ("img", "ori"):  # nvJPEG and libjpeg-turbo may differ by a level or two
             assert (c[name] - g[name].cpu()).abs().mean() < 0.03, name
+
+
+@pytest.mark.parametrize("name", [*CASES, "ms1m", "gray1_ori_occluded"])
+def test_gpu_batches_match_the_twin_on_their_inputs(tmp_path, name):
+    case = CASES.get(name) or Case(profile="gray1" if name.startswith("gray1") else "ms1m")
+    data = dataset(tmp_path / "d", case)
+    gpu = loader(data, "gpu", case)
+    assert gpu.device_id == torch.cuda.current_device()
+    m3d = check_batches(gpu, loader(data, "cpu", case), case, device=torch.device("cuda", gpu.device_id))
+    assert (m3d > 0) == (case.profile != "no_m3d")
+
+
+def test_gpu_loader_on_a_device_other_than_the_current_one(tmp_path, monkeypatch):
+    other = second_device()
+    if other is None:
+        pytest.skip("one GPU: no device other than the current one")
+    monkeypatch.setenv("LOCAL_RANK", str(other))
+    case = Case()
+    data = dataset(tmp_path / "d", case)
+    gpu = loader(data, "gpu", case)
+    assert gpu.device_id == other != torch.cuda.current_device()
+    check_batches(gpu, loader(data, "cpu", case), case, device=torch.device("cuda", other))
+
+
+@pytest.mark.parametrize("kind", [True, False])
+def test_occlusion_op_in_a_gpu_pipeline_matches_the_twin(tmp_path, kind):
+    """``faceocc.occlusion_op`` as a GPU ``python_function`` (DALI's stream, CuPy samples) in a pipeline of
+    the user's: mixed decode -> occlusion; its outputs against the twin on the decoded faces."""
+    from faceocc.ops import FaceOccluder
+    from loader_gpu_cases import occlusion_op_pipeline
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    import faceocc
+
+    data = face_dataset(tmp_path / "d")
+    prof = ms1m_with_mask3d(0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        gpu = FaceOccluder(prof, None, (112, 112), "gpu", 3, has_masks=False, device_id=0)
+        cpu = FaceOccluder(prof, None, (112, 112), "cpu", 3, has_masks=False)
+    names = ["face", "meta", "img", "msk", "ori", "kind"][:6 if kind else 5]
+    pipe = occlusion_op_pipeline(data, gpu, BATCH, 0, kind, faceocc.occlusion_op)
+    for _, out in zip(range(2), DALIGenericIterator(pipe, names, size=-1)):
+        out = out[0]
+        assert out["img"].is_cuda and out["msk"].is_cuda
+        from faceocc.dali_pipes.source import unpack_meta
+
+        table, _, _ = unpack_meta(out["meta"].cpu().numpy())
+        want = cpu.apply(out["face"].cpu().numpy(), table)
+        for name in names[2:]:
+            got = out[name].reshape(-1) if name == "kind" else out[name]
+            close(got, want[name], prof.normalize, f"occlusion_op {name}")
+        assert not np.array_equal(want["msk"], np.ones_like(want["msk"]))    # something was occluded

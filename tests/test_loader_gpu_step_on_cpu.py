@@ -15,11 +15,13 @@ import dataclasses
 import types
 import warnings
 
+import loader_gpu_cases as cases
 import numpy as np
 import pytest
 from cuda_host import requires_gxx
 from datasets import face_dataset
 from faceocc.ops import Kind, load_profile
+from loader_gpu_cases import CASES
 
 pytest.importorskip("nvidia.dali")
 pytestmark = [pytest.mark.kernels_on_cpu, requires_gxx]
@@ -187,3 +189,113 @@ def test_occlusion_step_gpu_branch_equals_its_cpu_branch(cp, datasets, records, 
     assert {(e.device, e.stream) for e in cp.LOG if e.op == "launch"} == {(LOCAL_RANK, 0xDA11)}
     if kind:
         assert (np.stack(want[3]).ravel() == Kind.MASK3D).any() == (records == "masked")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_gpu_cases_on_the_cpu(cp, tmp_path, monkeypatch, name):
+    """The cases tests/test_loader_gpu.py runs on a GPU (images of another size through fn.resize, float16,
+    out_size 96, batches with no / only 3D-mask rows), here through the same seams: each batch against
+    the twin on the inputs the kernels read, and against the CPU loader."""
+    monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
+    gpu_seams(monkeypatch, [])
+    case = CASES[name]
+    data = cases.dataset(tmp_path / "d", case)
+    got = cases.loader(data, "gpu", case)
+    assert got.device_id == LOCAL_RANK
+    want = cases.loader(data, "cpu", case)
+    cp.LOG.clear()
+    m3d = cases.check_batches(got, want, case, batches=1)
+    assert (m3d > 0) == (case.profile != "no_m3d")
+    assert {(e.device, e.stream) for e in cp.LOG} == {(LOCAL_RANK, TORCH_STREAM)}
+
+
+def test_occlusion_op_pipeline_of_the_gpu_test_on_the_cpu(datasets):
+    """The user's pipeline that tests/test_loader_gpu.py builds around ``occlusion_op`` on a GPU, built
+    here on the CPU (cpu decode, the twin inside): its outputs are the twin's on its decoded faces."""
+    from faceocc.dali_pipes.source import unpack_meta
+    from faceocc.ops import FaceOccluder
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    import faceocc
+
+    prof = cases.ms1m_with_mask3d(0.0)
+    occ = FaceOccluder(prof, None, (112, 112), "cpu", 3, has_masks=False)
+    names = ["face", "meta", "img", "msk", "ori", "kind"]
+    pipe = cases.occlusion_op_pipeline(datasets["plain"], occ, BATCH, None, True, faceocc.occlusion_op)
+    out = next(iter(DALIGenericIterator(pipe, names, size=-1)))[0]
+    table, _, keys = unpack_meta(out["meta"].numpy())
+    assert len(set(keys.tolist())) == BATCH
+    want = occ.apply(out["face"].numpy(), table)
+    for name in names[2:]:
+        cases.close(out[name].reshape(-1) if name == "kind" else out[name], want[name], prof.normalize, name)
+
+
+def test_dalis_outputs_outlive_the_kernels_that_read_them(cp, datasets, monkeypatch):
+    """DALI may reuse an output's memory once nothing holds it; the kernels that read it run later on
+    torch's stream. So the loader holds DALI's outputs of a batch until an event recorded after its
+    launches is done, and waits for the oldest once it holds more than prefetch + 2 batches."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
+    gpu_seams(monkeypatch, [])
+    got = loader(datasets["masked"], "gpu", "ms1m")
+    held = []
+    occlude = got._occlude_gpu
+
+    def watched(out):
+        held.append([weakref.ref(t) for t in out.values()])
+        return occlude(out)
+
+    got._occlude_gpu = watched
+    cp.EVENTS_PENDING = True                     # the GPU has not reached the events yet
+    batches = iter(got)
+    next(batches)
+    gc.collect()
+    assert all(r() is not None for r in held[0]), "DALI's outputs were let go with kernels still queued"
+    records = [i for i, e in enumerate(cp.LOG) if e.op == "record"]
+    launches = [i for i, e in enumerate(cp.LOG) if e.op == "launch"]
+    assert len(records) == 1 and records[0] > max(launches)        # recorded after the batch's launches
+    assert cp.LOG[records[0]].stream == TORCH_STREAM
+    limit = 1 + 2                                                   # prefetch + 2
+    for _ in range(limit):
+        next(batches)
+    gc.collect()
+    assert all(r() is None for r in held[0]) and all(r() is not None for r in held[1])   # the oldest waited for
+    cp.complete_events()                                            # the GPU caught up
+    next(batches)
+    gc.collect()
+    assert all(r() is None for batch in held[:-1] for r in batch) and len(got._in_flight) <= 1
+
+
+def test_local_rank_wraps_around_the_visible_devices(cp, datasets, monkeypatch):
+    """Under a launcher that gives each rank its own GPU through CUDA_VISIBLE_DEVICES, LOCAL_RANK 3 sees
+    fewer devices than 4: the loader takes LOCAL_RANK modulo the visible count (here 2 -> device 1)."""
+    from faceocc.dali_pipes.placement import local_gpu
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    gpu_seams(monkeypatch, [])
+    monkeypatch.setattr("faceocc.dali_pipes.loader.build_pipeline", lambda *a, **k: pytest.fail("not built"))
+    got = loader(datasets["plain"], "gpu", "ms1m")
+    assert got.device_id == 1 and got.occluder._gpu.device_id == 1
+    assert (local_gpu(3, 4), local_gpu(3, 1), local_gpu(5, 4), local_gpu(0, 8)) == (3, 0, 1, 0)
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert local_gpu() == 0 and local_gpu(device_count=3) == 2
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        local_gpu(0, 0)
+
+
+def test_ori_occluded_uses_the_host_copy_of_the_parameters(cp, datasets, monkeypatch):
+    """``ori: occluded`` needs the parameter table on the host; the loader has it there (the pipeline's
+    meta is a host output), so nothing is copied back from the device."""
+    monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
+    gpu_seams(monkeypatch, [])
+    want = next(iter(loader(datasets["plain"], "cpu", profile("gray1"))))
+    got_loader = loader(datasets["plain"], "gpu", profile("gray1"))
+
+    def refused(*_, **__):
+        raise AssertionError("a device array was copied back to the host")
+
+    monkeypatch.setattr(cp, "asnumpy", refused)
+    got = next(iter(got_loader))
+    assert_same_batch(got, want, True, "gray1 ori occluded")

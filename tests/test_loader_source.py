@@ -212,3 +212,30 @@ def test_occlusion_op_in_a_users_pipeline_equals_the_twin():
     want = occ.apply(faces, table)
     assert np.array_equal(img, want["img"]) and np.array_equal(msk, want["msk"])
     assert np.array_equal(ori, want["ori"]) and kind.ravel().tolist() == want["kind"].tolist()
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_the_loaders_tables_are_face_occluder_sample(data, shuffle):
+    """One seeding rule: for every (shard, epoch, batch), the parameter rows the loader's pipeline gets
+    (its meta rows) and the kinds it serves are ``FaceOccluder.sample(n, shard, epoch, batch)`` of an
+    occluder built apart with the same seed and profile; a final smaller batch included."""
+    from faceocc import FaceOcclusionLoader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loader = FaceOcclusionLoader(data, 5, device="cpu", seed=3, shard_id=1, num_shards=2, shuffle=shuffle,
+                                     last_batch="keep", num_threads=1, prefetch=1)
+        occ = FaceOccluder("ms1m", seed=3)
+    src = loader._new_source()
+    sizes, used = [], 0
+    for epoch in range(2):
+        for batch, served in enumerate(loader):
+            n = len(served["key"])
+            want = occ.sample(n, 1, epoch, batch)
+            table, _, keys = unpack_meta(src.batch(epoch, batch)[2])
+            assert table.tobytes() == want.tobytes(), (epoch, batch)
+            assert keys.tolist() == served["key"].tolist()
+            assert served["kind"].tolist() == want["kind"].tolist()
+            sizes.append(n)
+            used += int((want["m3d_slot"] >= 0).sum())
+    assert sizes == [5, 5, 5, 5, 4] * 2 and used > 0

@@ -11,7 +11,6 @@ import pytest
 from conftest import oracles_required, random_face
 from faceocc.ops import FaceOccluder, load_profile
 from faceocc.ops.gpu import HERE, compile_options
-from gpu import requires_gpu
 
 
 @pytest.mark.parametrize("half", [False, True])
@@ -35,7 +34,6 @@ def _batch(n: int, seed: int):
     return faces, masked, masks
 
 
-@requires_gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("profile", ["ms1m", "casia"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

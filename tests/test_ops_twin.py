@@ -220,7 +220,8 @@ def test_hash_is_uniform_and_noise_is_standard():
 
 @pytest.mark.parametrize("threads", [2, 3, 5])
 def test_threaded_host_apply_equals_one_call(threads):
-    """Rows split over threads (with 3D-mask slots remapped per chunk) give the single call's result."""
+    """Rows split over threads (each part's 3D-mask slots re-based to its own rows) give the single call's
+    result."""
     from concurrent.futures import ThreadPoolExecutor
 
     from faceocc.ops.host import apply_host
@@ -232,12 +233,12 @@ def test_threaded_host_apply_equals_one_call(threads):
     table = occ.sample(n, batch=3)
     m3d = np.flatnonzero(table["m3d_slot"] >= 0)
     assert m3d.size > 0
-    masked = rng.integers(0, 256, (m3d.size, 112, 112, 3), dtype=np.uint8)
-    masks = np.where(rng.random((m3d.size, 112, 112)) < 0.3, 0, 255).astype(np.uint8)
-    args = (faces, table, occ.bank.atlas, masked, masks, False, True, np.float32)
-    want = apply_host(*args)
+    masked = rng.integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+    masks = np.where(rng.random((n, 112, 112)) < 0.3, 0, 255).astype(np.uint8)
+    args = (faces, table, occ.bank.atlas, masked, masks)
+    want = apply_host(*args, settings=occ.settings)
     with ThreadPoolExecutor(threads) as pool:
-        got = apply_host(*args, pool=pool, threads=threads)
+        got = apply_host(*args, settings=occ.settings, pool=pool, threads=threads)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key])
 
@@ -252,18 +253,20 @@ def test_rows_with_nothing_to_draw_take_the_shortcut_with_the_specs_values(grays
     from faceocc.ops.host import apply_rows
     from faceocc.ops.params import empty_params
     from faceocc.ops.reference import apply_reference
+    from faceocc.ops.settings import ApplySettings
 
     rng = np.random.default_rng(3)
     faces = rng.integers(0, 256, (6, 24, 20, 3), dtype=np.uint8)
     t = empty_params(6)
     t["flip"] = [0, 1, 1, 0, 1, 0]
     atlas = np.zeros((1, 8, 8, 4), np.uint8)
-    args = (faces, t, atlas, None, None, grayscale, normalize, dtype)
-    got = apply_rows(*args, gray_channels=gray_channels)
-    want = apply_reference(*args, gray_channels=gray_channels)
+    args = (faces, t, atlas, None, None)
+    settings = ApplySettings(grayscale=grayscale, gray_channels=gray_channels, normalize=normalize, dtype=dtype)
+    got = apply_rows(*args, settings=settings)
+    want = apply_reference(*args, settings=settings)
     for key in want:
         assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), key
     t["light"][2] = 1                      # one lit row: no shortcut, the specification itself
     t["light_params"][2] = [10, 10, 1.0, 128]
-    assert np.array_equal(apply_rows(*args, gray_channels=gray_channels)["img"],
-                          apply_reference(*args, gray_channels=gray_channels)["img"])
+    assert np.array_equal(apply_rows(*args, settings=settings)["img"],
+                          apply_reference(*args, settings=settings)["img"])

@@ -233,24 +233,23 @@ def test_read_only_dataset_gives_a_clear_message(data, monkeypatch, capsys):
 HOLD = """
 import sys, time
 from pathlib import Path
-from faceocc.datasets.mask_sets import FolderLock
-locks = [FolderLock(Path(sys.argv[1]), name, shared=shared)
-         for name, shared in zip(sys.argv[2::2], map(int, sys.argv[3::2]))]
+from faceocc.datasets.mask_sets import hold_folder
+held = hold_folder(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
 print("held", flush=True)
 time.sleep(120)
 """
 
 
-def _hold(folder: Path, *locks: tuple[str, int]) -> subprocess.Popen:
-    args = [a for name, shared in locks for a in (name, str(shared))]
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+def _hold(folder: Path, shard_id: int = 0, num_shards: int = 1) -> subprocess.Popen:
+    """Another process holding the folder as a render does (alone, or as one shard of a sharded render)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(shard_id), str(num_shards)], cwd=ROOT,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.readline().strip() == b"held"
     return proc
 
 
 def test_a_second_render_on_the_folder_refuses_at_start(data, capsys):
-    other = _hold(data, ("render", 0))                  # a render in another process
+    other = _hold(data)                                 # a render in another process
     try:
         assert _render(data) == 2
         assert "another faceocc render is working on" in capsys.readouterr().err
@@ -258,7 +257,7 @@ def test_a_second_render_on_the_folder_refuses_at_start(data, capsys):
     finally:
         other.kill()
         other.wait()
-    shard0 = _hold(data, ("render", 1), ("shard-0-of-2", 0))   # shard 0 of a sharded render running
+    shard0 = _hold(data, 0, 2)                          # shard 0 of a sharded render running
     try:
         assert _render(data, "--shard-id", "0", "--num-shards", "2") == 2      # the same shard: refused
         assert _render(data, "--shard-id", "1", "--num-shards", "2") == 0      # another shard: works

@@ -10,7 +10,6 @@ import pytest
 from conftest import oracles_required
 from faceocc.render.gpu import HERE, compile_options
 from faceocc.render.renderer import MaskRenderer
-from gpu import requires_gpu
 
 
 def test_rasterizer_compiles_with_nvcc_for_sm90(tmp_path):
@@ -24,7 +23,6 @@ def test_rasterizer_compiles_with_nvcc_for_sm90(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@requires_gpu
 @pytest.mark.gpu
 def test_rasterizer_matches_the_twin():
     import cupy as cp

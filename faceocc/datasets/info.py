@@ -20,21 +20,22 @@ from faceocc.datasets.mask_alignment import (
     render_identity,
     train_fingerprint,
 )
-from faceocc.datasets.mask_sets import MASK_FILES, dataset_dir, mask_paths
+from faceocc.datasets.mask_sets import MASK_FILES, dataset_dir, mask_paths, open_set
 from faceocc.datasets.pack import encoded_format
 from faceocc.recordio import RecordDataset, RecordIOError, class_of
-from faceocc.recordio.images import decode_image, decode_problem
+from faceocc.recordio.images import MAX_PIXELS, decode_image, decode_problem
 
 __all__ = ["MASK_FILES", "VerifyReport", "dataset_dir", "describe", "mask_paths", "verify"]
 
 
-def _image_facts(data: bytes) -> tuple[str, str]:
-    image = decode_image(data, gray=None)                         # as the loader sees it (EXIF applied)
+def _image_facts(data: bytes, max_pixels: int | None) -> tuple[str, str]:
+    image = decode_image(data, gray=None, max_pixels=max_pixels)  # as the loader sees it (EXIF applied)
     return encoded_format(data), f"{image.shape[1]}x{image.shape[0]} {'L' if image.ndim == 2 else 'RGB'}"
 
 
-def describe(path: str | os.PathLike, sample: int = 256) -> dict:
-    """Summary of a dataset: layout, counts, key range, encodings and sizes seen in a sample."""
+def describe(path: str | os.PathLike, sample: int = 256, max_pixels: int | None = MAX_PIXELS) -> dict:
+    """Summary of a dataset: layout, counts, key range, encodings and sizes seen in a sample (an image over
+    ``max_pixels`` is counted as undecodable, never decoded)."""
     masks = mask_status(path)
     with RecordDataset(path) as ds:
         keys = ds.image_keys
@@ -46,7 +47,7 @@ def describe(path: str | os.PathLike, sample: int = 256) -> dict:
             header, data = ds.read(key)             # refuses a bad label, naming the key
             labels.add(class_of(header))
             try:
-                enc, size = _image_facts(data)
+                enc, size = _image_facts(data, max_pixels)
             except Exception:
                 enc, size = "undecodable", "?"
             encodings[enc] += 1
@@ -85,16 +86,11 @@ class VerifyReport:
 def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport) -> dict[str, RecordDataset]:
     """The mask files, opened, scanned and key-checked; none when the set is unusable."""
     try:
-        paths = mask_paths(path) or {}
+        masks = open_set(path) or {}
     except RecordIOError as exc:
         report.add(exc.path or str(path), exc.key, str(exc))
         return {}
-    masks = {}
-    for name, rec in paths.items():
-        try:
-            masks[name] = RecordDataset(rec)
-        except RecordIOError as exc:
-            report.add(exc.path or str(rec), exc.key, str(exc))
+    paths = dict(masks)
     for name, other in list(masks.items()):
         before = len(report.problems)
         report.problems.extend(scan_problems(other))
@@ -110,9 +106,11 @@ def _open_masks(path: str | os.PathLike, ds: RecordDataset, report: VerifyReport
     return masks
 
 
-def verify(path: str | os.PathLike, progress: bool = True, workers: int | None = None) -> VerifyReport:
+def verify(path: str | os.PathLike, progress: bool = True, workers: int | None = None,
+           max_pixels: int | None = MAX_PIXELS) -> VerifyReport:
     """Full scan: structure (index against data, header against keys, identity ranges), every image
-    record's label, id and decoding, and the mask set (the loader's alignment rule, on every key)."""
+    record's label, id and decoding (an image over ``max_pixels`` pixels is reported, never decoded),
+    and the mask set (the loader's alignment rule, on every key)."""
     report = VerifyReport()
     try:
         ds = RecordDataset(path)
@@ -139,7 +137,7 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
             except RecordIOError as exc:
                 return [(str(ds.rec_path), key, str(exc))]
             found = image_problems(ds, key, header, class_for)
-            problem = decode_problem(data)
+            problem = decode_problem(data, max_pixels)
             if problem:
                 found.append((str(ds.rec_path), key, problem))
             headers = {}
@@ -156,7 +154,7 @@ def verify(path: str | os.PathLike, progress: bool = True, workers: int | None =
                 first = identity.setdefault(name, render_identity(h2))
                 if render_identity(h2) != first:
                     found.append((str(other.rec_path), key, f"{name}.rec mixes records of several renders"))
-                problem = decode_problem(d2)
+                problem = decode_problem(d2, max_pixels)
                 if problem:
                     found.append((str(other.rec_path), key, f"{name}: {problem}"))
             mixed = identity_problem(masks, headers, key, train_fp) if len(headers) == len(masks) else None

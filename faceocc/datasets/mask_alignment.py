@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recordio import IRHeader, RecordDataset, RecordIOError, class_of
-from .mask_sets import current_generation, mask_paths, render_manifest
+from .mask_sets import current_generation, open_set, render_manifest
 
 IDENTITY_TAG = 0xFACE
 
@@ -147,23 +147,20 @@ def mask_status(data_dir: str | os.PathLike) -> dict:
     """What ``faceocc info`` says about the mask set, decided by the loader's own rule."""
     status: dict = {"present": False, "layout": None, "aligned": False, "problem": None, "render": None}
     try:
-        paths = mask_paths(data_dir)
+        opened = open_set(data_dir)
     except RecordIOError as exc:
         return {**status, "present": True, "problem": str(exc)}
-    if paths is None:
+    if opened is None:
         return status
     status["present"] = True
-    opened: dict[str, RecordDataset] = {}
     try:
         with RecordDataset(data_dir) as train:
-            for name, rec in paths.items():
-                opened[name] = RecordDataset(rec)
             layouts = {ds.layout for ds in opened.values()}
             status["layout"] = "faceocc" if layouts == {"insightface"} else \
                 "msml" if layouts == {"im2rec"} else "mixed"
             check_alignment(train, opened)
         status["aligned"] = True
-        if paths["mask"].parent == current_generation(data_dir):
+        if opened["mask"].rec_path.parent == current_generation(data_dir):
             status["render"] = render_manifest(data_dir)
     except RecordIOError as exc:
         status["problem"] = str(exc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,11 +11,14 @@ import numpy as np
 from tqdm import tqdm
 
 from faceocc.recordio import IRHeader, RecordIOError, RecordWriter, read_record_at
-from faceocc.recordio.images import ImageDecodeError, decode_image, image_format
+from faceocc.recordio.files import RefusedFile, create_new, open_regular, read_regular, remove, write_atomic
+from faceocc.recordio.images import MAX_PIXELS, ImageDecodeError, decode_image, image_format
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-# what was made from an earlier train.rec and would pass alignment beside a new one with the same keys
-DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-render")
+MAX_IMAGE_BYTES = 64 << 20      # an image file pack reads (pack_folder's max_image_bytes, --max-image-bytes)
+# what was made from an earlier train.rec and would pass alignment beside a new one with the same keys: the
+# four mask names, a render's work folder and the mask store with every generation in it
+DERIVED = ("mask_out.rec", "mask_out.idx", "mask.rec", "mask.idx", ".faceocc-render", ".faceocc-masks")
 
 
 def encoded_format(data: bytes) -> str:
@@ -40,7 +42,7 @@ def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, byt
     """
     out = Path(out_dir)
     rec = out / "train.rec"
-    existing = [p for p in [rec, *(out / name for name in DERIVED)] if p.exists()]
+    existing = [p for p in [rec, *(out / name for name in DERIVED)] if p.exists() or p.is_symlink()]
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(map(str, existing))} already exists; pass overwrite=True (--overwrite) "
                               "to replace the dataset and remove its mask records")
@@ -64,32 +66,31 @@ def write_insightface(out_dir: str | os.PathLike, items: Iterable[tuple[int, byt
             w.write(n + 1 + c, _range_header(first, last, n + 1 + c), b"")
         w.patch(0, _range_header(n + 1, n + 1 + classes, 0), b"")
         _remove_derived(out)
-    (out / "property").write_text(f"{classes},{image_size[0]},{image_size[1]}\n")
+    write_atomic(out / "property", f"{classes},{image_size[0]},{image_size[1]}\n")
     return out
 
 
 def _remove_derived(out: Path) -> None:
+    """Remove what an earlier train.rec left: links unlinked (never their targets), folders removed."""
     for name in DERIVED:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-        path.with_name(path.name + ".partial").unlink(missing_ok=True)
+        remove(out / name)
+        remove(out / (name + ".partial"))
 
 
 def _range_header(first: int, last: int, key: int) -> IRHeader:
     return IRHeader(2, np.array([first, last], np.float32), key, 0)
 
 
-def _load_for_record(path: Path) -> tuple[bytes, tuple[int, int]]:
-    """The bytes to store and the (H, W) the loader will see; refuses what the loader cannot decode."""
+def _load_for_record(path: Path, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_IMAGE_BYTES
+                     ) -> tuple[bytes, tuple[int, int]]:
+    """The bytes to store and the (H, W) the loader will see; refuses what the loader cannot decode, a file
+    that is not a regular file (a FIFO, a device, a link to one) and one over the byte or pixel limit."""
     from PIL import Image
 
-    data = path.read_bytes()
     try:
-        image = decode_image(data, gray=None)
-    except ImageDecodeError as exc:
+        data = read_regular(path, max_bytes, "image file", "pack's max_image_bytes, --max-image-bytes")
+        image = decode_image(data, gray=None, max_pixels=max_pixels)
+    except (ImageDecodeError, RefusedFile) as exc:
         raise ValueError(f"{path}: {exc}") from None
     size = (int(image.shape[0]), int(image.shape[1]))
     if encoded_format(data) != "other":
@@ -100,12 +101,18 @@ def _load_for_record(path: Path) -> tuple[bytes, tuple[int, int]]:
 
 
 def pack_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                overwrite: bool = False, progress: bool = True) -> Path:
+                overwrite: bool = False, progress: bool = True, max_pixels: int = MAX_PIXELS,
+                max_image_bytes: int = MAX_IMAGE_BYTES) -> Path:
     """Pack a folder with one sub-folder per identity into an InsightFace-layout dataset.
 
     Identities are numbered in sorted folder-name order; JPEG and PNG files are stored byte for
     byte, other formats re-encoded as JPEG (quality 95) from their decoded pixels. A file the loader
-    could not decode is refused, naming the file.
+    could not decode is refused, naming the file; so is one that is not a regular file (a FIFO, a
+    device, a link to one), one over ``max_image_bytes`` bytes and one over ``max_pixels`` pixels.
+
+    Example::
+
+        pack_folder("photos_by_person/", "data/mine")   # data/mine/train.rec, train.idx, property
     """
     root = Path(image_dir)
     if not root.is_dir():
@@ -122,14 +129,14 @@ def pack_folder(image_dir: str | os.PathLike, out_dir: str | os.PathLike,
     def items() -> Iterable[tuple[int, bytes]]:
         for label, files in enumerate(people):
             for f in files:
-                data, size = _load_for_record(f)
+                data, size = _load_for_record(f, max_pixels, max_image_bytes)
                 sizes.add(size)
                 yield label, data
 
     out = write_insightface(out_dir, items(), overwrite=overwrite, progress=progress)
     if len(sizes) == 1:
         h, w = sizes.pop()
-        (out / "property").write_text(f"{len(people)},{h},{w}\n")
+        write_atomic(out / "property", f"{len(people)},{h},{w}\n")
     return out
 
 
@@ -141,15 +148,18 @@ def rebuild_index(rec_path: str | os.PathLike, idx_path: str | os.PathLike | Non
     """
     rec = Path(rec_path)
     idx = Path(idx_path) if idx_path else rec.with_suffix(".idx")
-    if not rec.is_file():
-        raise RecordIOError("record file not found", rec)
+    try:
+        fd = open_regular(rec, "record file")
+    except FileNotFoundError:
+        raise RecordIOError("record file not found", rec) from None
+    except RefusedFile as exc:
+        raise RecordIOError(str(exc), rec) from None
     tmp = idx.with_name(idx.name + ".partial")
-    fd = os.open(rec, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         pos, key = 0, 0
-        with open(tmp, "w") as out, tqdm(total=size, unit="B", unit_scale=True, desc="indexing",
-                                          disable=not progress) as bar:
+        with os.fdopen(create_new(tmp), "w") as out, \
+                tqdm(total=size, unit="B", unit_scale=True, desc="indexing", disable=not progress) as bar:
             while pos < size:
                 _, nxt = read_record_at(fd, pos, size, str(rec), key)
                 out.write(f"{key}\t{pos}\n")

@@ -12,7 +12,8 @@ Example::
 Modules: :mod:`~faceocc.recordio.frames` (framing), :mod:`~faceocc.recordio.header` (``IRHeader``),
 :mod:`~faceocc.recordio.index` (``.idx``), :mod:`~faceocc.recordio.dataset` (``RecordDataset``),
 :mod:`~faceocc.recordio.writer` (``RecordWriter``), :mod:`~faceocc.recordio.batch` (many records per
-call), :mod:`~faceocc.recordio.images` (decoding with the loader's semantics, ``pack_image``).
+call), :mod:`~faceocc.recordio.images` (decoding with the loader's semantics, ``pack_image``),
+:mod:`~faceocc.recordio.files` (reading and writing beside a dataset without following planted links).
 """
 
 from .batch import Batch, BatchReader

@@ -18,6 +18,7 @@ import numpy as np
 from .dataset import RecordDataset
 from .frames import MAGIC, MAX_PART
 from .header import MAX_CLASSES, class_of
+from .images import pixel_problem
 
 _HEAD = np.dtype([("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"), ("id", "<u8"),
                   ("id2", "<u8")])  # frame (8 bytes) + IRHeader (24 bytes)
@@ -41,16 +42,19 @@ class Batch(NamedTuple):
             out[row] = payload
         return out
 
+    def _placement(self, size: int | None, at: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+        """``size`` and ``at`` with their defaults (the batch's own rows), and every image's length."""
+        n = self.lengths.size
+        lengths = self.lengths.copy()
+        for row, payload in self.odd.items():
+            lengths[row] = payload.size
+        return n if size is None else size, np.arange(n) if at is None else np.asarray(at), lengths
+
     def dense(self, size: int | None = None, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(images [size, longest] uint8, lengths [size, 1] int32)``: image ``i`` at the start of row
         ``at[i]`` (default: row ``i``), followed by whatever bytes come next (the pipeline slices
         each row to its length); rows not in ``at`` have length 0."""
-        n = self.lengths.size
-        size = n if size is None else size
-        at = np.arange(n) if at is None else np.asarray(at)
-        lengths = self.lengths.copy()
-        for row, payload in self.odd.items():
-            lengths[row] = payload.size
+        size, at, lengths = self._placement(size, at)
         width = int(lengths.max(initial=0))
         out = np.zeros((size, width), np.uint8)
         take = (self.starts + width <= self.buf.size) & (lengths > 0)
@@ -68,6 +72,38 @@ class Batch(NamedTuple):
         full[at, 0] = lengths
         return out, full
 
+    def encoded(self, size: int | None = None, at: np.ndarray | None = None
+                ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+        """What DALI's external source is handed, never padded to the longest record: :meth:`dense`'s
+        ``(images, lengths)`` when the padding costs at most the images' own bytes (plus 1 MiB), else the
+        images as a list of ``size`` 1-D uint8 arrays (zero-copy views; rows not in ``at`` empty) with
+        the same lengths. So a batch costs at most about twice its own bytes, however long one record is
+        (one 6 MB photo among 5 kB faces no longer makes every row 6 MB)."""
+        size, at, lengths = self._placement(size, at)
+        if size * int(lengths.max(initial=0)) <= 2 * int(lengths.sum()) + (1 << 20):
+            return self.dense(size, at)
+        empty = np.zeros(0, np.uint8)
+        rows = [empty] * size
+        for i, payload in enumerate(self.payloads()):
+            rows[int(at[i])] = payload
+        full = np.zeros((size, 1), np.int32)
+        full[at, 0] = lengths
+        return rows, full
+
+    def oversized(self, max_pixels: int | None) -> dict[int, str]:
+        """``{row: why}`` for the images over ``max_pixels`` pixels, read from their headers (about 1 us a
+        JPEG or PNG record), so that nothing over the limit is ever decoded."""
+        if max_pixels is None:
+            return {}
+        view = memoryview(self.buf)
+        found = {}
+        for row, (a, n) in enumerate(zip(self.starts.tolist(), self.lengths.tolist())):
+            payload = self.odd.get(row)
+            problem = pixel_problem(view[a:a + n] if payload is None else payload.tobytes(), max_pixels)
+            if problem:
+                found[row] = problem
+        return found
+
 
 class BatchReader:
     """Reads the records of many keys of one :class:`RecordDataset` per call."""
@@ -81,8 +117,9 @@ class BatchReader:
         if size == 0:
             self._mm, self._buf = None, np.zeros(0, np.uint8)
             return
-        with open(self.dataset.rec_path, "rb") as f:
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # the dataset's own descriptor, not its name: a file replaced or removed since it was opened (a
+        # mask set swapped by render --overwrite) is still the one read
+        self._mm = mmap.mmap(self.dataset.fileno(), size, access=mmap.ACCESS_READ)
         if hasattr(self._mm, "madvise"):
             self._mm.madvise(mmap.MADV_RANDOM)
         self._buf = np.frombuffer(self._mm, np.uint8)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordIOError
+from .files import RefusedFile, open_regular, read_small_text
 from .frames import read_record_at
 from .header import IRHeader, class_of, unpack_header
 from .index import read_index
@@ -45,10 +46,18 @@ class RecordDataset:
         path = Path(path)
         self.rec_path = path / "train.rec" if path.is_dir() else path
         self.idx_path = Path(idx_path) if idx_path else self.rec_path.with_suffix(".idx")
-        if not self.rec_path.is_file():
-            raise RecordIOError("record file not found", self.rec_path)
-        keys, offsets = read_index(self.idx_path)
-        self._fd = os.open(self.rec_path, os.O_RDONLY)
+        self._fd = None
+        try:
+            self._fd = open_regular(self.rec_path, "record file")     # a FIFO or device: refused, not read
+        except FileNotFoundError:
+            raise RecordIOError("record file not found", self.rec_path) from None
+        except RefusedFile as exc:
+            raise RecordIOError(str(exc), self.rec_path) from None
+        try:
+            keys, offsets = read_index(self.idx_path)
+        except BaseException:
+            self.close()
+            raise
         self.file_size = os.fstat(self._fd).st_size
         order = np.argsort(keys, kind="stable")
         self.keys, self.offsets = keys[order], offsets[order]
@@ -64,7 +73,8 @@ class RecordDataset:
         dup = np.flatnonzero(keys[1:] == keys[:-1])
         if dup.size:
             raise RecordIOError("duplicate key in index", self.idx_path, int(keys[dup[0]]))
-        bad = np.flatnonzero((offsets < 0) | (offsets + 8 > self.file_size) | (offsets % 4 != 0))
+        # offsets > size - 8, not offsets + 8 > size: an offset near 2**63 would wrap around
+        bad = np.flatnonzero((offsets < 0) | (offsets > self.file_size - 8) | (offsets % 4 != 0))
         if bad.size:
             i = bad[0]
             raise RecordIOError(f"index offset is past the end of the {self.file_size}-byte record "
@@ -120,10 +130,10 @@ class RecordDataset:
         return self._id_keys
 
     def _property_classes(self) -> int | None:
-        prop = self.rec_path.parent / "property"
+        text = read_small_text(self.rec_path.parent / "property", 4096)
         try:
-            return int(prop.read_text().split(",")[0])
-        except (OSError, ValueError):
+            return int(text.split(",")[0]) if text else None
+        except ValueError:
             return None
 
     @cached_property
@@ -190,6 +200,11 @@ class RecordDataset:
     def __iter__(self) -> Iterator[tuple[int, IRHeader, bytes]]:
         for key in self.image_keys.tolist():
             yield (key, *self.read(key))
+
+    def fileno(self) -> int:
+        """The open descriptor of the record file: it keeps reading the file this dataset opened, even
+        after that file's name is removed or replaced."""
+        return self._fd
 
     def close(self) -> None:
         """Release the file handle; the dataset cannot be read afterwards."""

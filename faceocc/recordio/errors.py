@@ -10,6 +10,7 @@ class RecordIOError(Exception):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None,
                  key: int | None = None, offset: int | None = None) -> None:
+        self.reason = message
         self.path = None if path is None else str(path)
         self.key = key
         self.offset = offset

@@ -15,7 +15,10 @@ the same pixels for the same payload (tested against DALI itself in ``tests/test
   anything else (GIF, ICO, TGA, ...) and anything damaged enough that DALI refuses it (a PNG with a bad
   chunk CRC, a missing ``IEND`` or a broken zlib stream; a truncated JPEG, or one with stray bytes between
   its marker segments) raises
-  :class:`ImageDecodeError`. :func:`decodable` is the same verdict without the pixels, for ``verify``.
+  :class:`ImageDecodeError`. :func:`decodable` is the same verdict without the pixels, for ``verify``;
+- an image over ``max_pixels`` (default :data:`MAX_PIXELS`, 16 MP) is refused from its header, before
+  any pixel is decoded (:func:`pixel_problem`), and a PNG's image data is inflated in pieces, never
+  past what its header declares (plus 1 MiB), so a decompression bomb costs no memory.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import numpy as np
 from .errors import RecordIOError
 from .header import IRHeader, pack_header, unpack_header
 
-__all__ = ["LOADER_FORMATS", "ImageDecodeError", "decodable", "decode_image", "decode_problem", "image_format",
-           "pack_image", "read_image", "unpack_image"]
+__all__ = ["LOADER_FORMATS", "MAX_PIXELS", "ImageDecodeError", "decodable", "decode_image", "decode_problem",
+           "image_format", "image_shape", "pack_image", "pixel_problem", "read_image", "unpack_image"]
 
+MAX_PIXELS = 1 << 24     # 16 MP (4096 x 4096): the default limit of every decode (loader, verify, render, pack)
 LOADER_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "PNM", "JPEG2000")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -62,6 +66,46 @@ def image_format(data: bytes) -> str | None:
     return _OTHER_FORMATS.get(head[:4])
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_raw_size(data: bytes) -> int:
+    """Bytes the image data of a PNG inflates to, from its IHDR (filter bytes and Adam7 passes included)."""
+    width, height = struct.unpack(">II", data[16:24])
+    bits = data[24] * _PNG_CHANNELS.get(data[25], 4)
+    if data[28] != 1:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
+        total += h * (1 + (w * bits + 7) // 8) if w and h else 0
+    return total
+
+
+def _inflate_problem(idat: list[bytes], cap: int) -> str | None:
+    """Whether the zlib stream split over ``idat`` is sound, inflated 1 MiB at a time and only up to
+    ``cap`` bytes: the image rows are complete by then, and a bomb's rest is never inflated."""
+    stream, total = zlib.decompressobj(), 0
+    try:
+        for body in idat:
+            pending = body
+            while pending and not stream.eof:
+                total += len(stream.decompress(pending, 1 << 20))
+                if total > cap:
+                    return None
+                pending = stream.unconsumed_tail
+        while not stream.eof and (out := stream.flush(1 << 20)):   # what zlib still holds
+            total += len(out)
+            if total > cap:
+                return None
+    except zlib.error as exc:
+        return f"PNG image data is corrupt: {exc}"
+    if not stream.eof:
+        return "PNG image data is corrupt: Error -5 while decompressing data: incomplete or truncated stream"
+    return None
+
+
 def _png_problem(data: bytes) -> str | None:
     """DALI's PNG decoder (libpng) checks every chunk CRC, the zlib stream and ``IEND``; PIL does not."""
     pos, idat, seen_end = len(_PNG_SIGNATURE), [], False
@@ -81,11 +125,67 @@ def _png_problem(data: bytes) -> str | None:
             break
     if not seen_end:
         return "PNG has no IEND chunk (file cut short)"
-    try:
-        zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
-        return f"PNG image data is corrupt: {exc}"
+    if len(data) < 29 or data[12:16] != b"IHDR":
+        return "PNG does not start with its IHDR chunk"
+    return _inflate_problem(idat, _png_raw_size(data) + (1 << 20))
+
+
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_shape(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header, walking its marker segments; None if there is none."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:                                         # fill byte
+            pos += 1
+        elif marker in _SOF:
+            return (data[pos + 5] << 8 | data[pos + 6], data[pos + 7] << 8 | data[pos + 8]) if pos + 9 <= end else None
+        elif marker in (0xDA, 0xD9, 0x00):
+            return None
+        elif marker == 0x01:                                       # TEM: no length (RSTn: as _jpeg_problem)
+            pos += 2
+        else:
+            pos += 2 + (data[pos + 2] << 8 | data[pos + 3])
     return None
+
+
+def image_shape(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of an encoded image as stored, from its header alone (no pixel decoded); None
+    when the header does not say (a damaged or unknown format: the decoder will refuse it)."""
+    fmt = image_format(data)
+    if fmt == "JPEG":
+        return _jpeg_shape(data)
+    if fmt == "PNG":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if fmt is None:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:                   # lazy: reads the header only
+            return im.size[1], im.size[0]
+    except Image.DecompressionBombError:
+        return 1 << 31, 1 << 31                                    # past PIL's own limit: surely past ours
+    except Exception:  # an unreadable header: the decoder decides
+        return None
+
+
+def pixel_problem(data: bytes, max_pixels: int | None = MAX_PIXELS) -> str | None:
+    """Why an image is refused for its size (over ``max_pixels`` pixels, read from its header), or None."""
+    if max_pixels is None:
+        return None
+    shape = image_shape(data)
+    if shape is None or shape[0] * shape[1] <= max_pixels:
+        return None
+    return (f"image of {shape[1]} x {shape[0]} pixels is over the limit of {max_pixels} pixels (max_pixels; "
+            "raise it to read larger images)")
 
 
 def _jpeg_problem(data: bytes) -> str | None:
@@ -152,13 +252,16 @@ def _gray_of(rgb: np.ndarray) -> np.ndarray:
             + f[..., 2] * np.float32(0.114)).astype(np.uint8)
 
 
-def _decode(data: bytes, gray: bool | None) -> np.ndarray:
+def _decode(data: bytes, gray: bool | None, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     from PIL import Image
 
     fmt = image_format(data)
     if fmt not in LOADER_FORMATS:
         raise ValueError(f"{fmt or 'unknown'} image format: the loader (DALI) decodes only "
                          f"{', '.join(LOADER_FORMATS)}")
+    too_large = pixel_problem(data, max_pixels)
+    if too_large:
+        raise ValueError(too_large)
     if fmt in ("PNG", "JPEG"):
         problem = _png_problem(data) if fmt == "PNG" else _jpeg_problem(data)
         if problem:
@@ -189,41 +292,43 @@ def _decode(data: bytes, gray: bool | None) -> np.ndarray:
     return _orient(out, orientation)
 
 
-def decode_image(data: bytes, gray: bool | None = False) -> np.ndarray:
+def decode_image(data: bytes, gray: bool | None = False, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode a payload as the loader does: RGB (H x W x 3 uint8), or H x W when ``gray``.
 
     ``gray=None`` keeps a single-channel source single-channel (H x W) and gives colour as RGB.
     Raises :class:`ImageDecodeError` (no location: see :func:`read_image`) when the loader could not
-    decode it either.
+    decode it either, or when it has more than ``max_pixels`` pixels (None: no limit).
     """
     try:
-        return _decode(bytes(data), gray)
+        return _decode(bytes(data), gray, max_pixels)
     except ImageDecodeError:
         raise
     except Exception as exc:  # every decoder failure becomes the one documented error
         raise ImageDecodeError(f"image does not decode: {exc}") from exc
 
 
-def decode_problem(data: bytes) -> str | None:
-    """Why the loader cannot decode ``data``, or ``None`` when it can (a full decode, pixels dropped)."""
+def decode_problem(data: bytes, max_pixels: int | None = MAX_PIXELS) -> str | None:
+    """Why the loader cannot decode ``data`` (or refuses it: over ``max_pixels``), or ``None`` when it can
+    (a full decode, pixels dropped)."""
     try:
-        _decode(bytes(data), None)
+        _decode(bytes(data), None, max_pixels)
     except Exception as exc:  # a finding, not a crash
         return f"image does not decode: {exc}"
     return None
 
 
-def decodable(data: bytes) -> bool:
+def decodable(data: bytes, max_pixels: int | None = MAX_PIXELS) -> bool:
     """Whether the loader decodes ``data``: the verdict ``verify`` reports for every image record."""
-    return decode_problem(data) is None
+    return decode_problem(data, max_pixels) is None
 
 
-def read_image(ds: object, key: int, gray: bool | None = False) -> tuple[object, np.ndarray]:
-    """Read record ``key`` of a :class:`~dali_pipes.recordio.RecordDataset` and decode its image;
+def read_image(ds: object, key: int, gray: bool | None = False,
+               max_pixels: int | None = MAX_PIXELS) -> tuple[object, np.ndarray]:
+    """Read record ``key`` of a :class:`~faceocc.recordio.RecordDataset` and decode its image;
     an undecodable image raises :class:`ImageDecodeError` naming the file, the key and the offset."""
     header, data = ds.read(key)
     try:
-        return header, decode_image(data, gray)
+        return header, decode_image(data, gray, max_pixels)
     except ImageDecodeError as exc:
         raise ImageDecodeError(str(exc), ds.rec_path, key, ds.offset_of(key)) from exc
 

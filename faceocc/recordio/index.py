@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordIOError
+from .files import RefusedFile, read_regular
 
 
 def read_index(idx_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Parse a ``key<TAB>offset`` index into int64 arrays (keys, offsets), in file order."""
     path = Path(idx_path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, 1 << 40, "index file")       # a FIFO or device is refused, never read
     except FileNotFoundError:
         raise RecordIOError("index file is missing; rebuild it with `faceocc index REC`", path) from None
+    except RefusedFile as exc:
+        raise RecordIOError(str(exc), path) from None
     raw = raw.rstrip()
     if not raw:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -39,7 +42,11 @@ def _parse_tab_separated(raw: bytes) -> np.ndarray | None:
             flat = np.fromstring(raw, dtype=np.int64, sep=" ")
         except (ValueError, DeprecationWarning):
             return None
-    return flat.reshape(-1, 2) if flat.size == 2 * tabs.size else None
+    if flat.size != 2 * tabs.size:
+        return None
+    if flat.size and (flat.max() == np.iinfo(np.int64).max or flat.min() == np.iinfo(np.int64).min):
+        return None     # NumPy saturates numbers past int64: the line-by-line parse refuses them by name
+    return flat.reshape(-1, 2)
 
 
 def _parse_line_by_line(raw: bytes, path: Path) -> np.ndarray:

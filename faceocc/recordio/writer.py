@@ -9,6 +9,7 @@ from bisect import bisect_left
 from pathlib import Path
 
 from .errors import RecordIOError
+from .files import create_new
 from .frames import encode_record
 from .header import IRHeader, pack_header
 
@@ -18,7 +19,9 @@ class RecordWriter:
 
     Keys must be written in strictly increasing order (as InsightFace and every faceocc writer
     produce them). A crash, or an exception inside the ``with`` block, leaves the final names
-    untouched.
+    untouched. The ``.partial`` files are created new (``O_EXCL | O_NOFOLLOW``, a link planted at
+    their names is removed, never followed) and renamed over the final names, which replaces a link
+    there rather than writing through it.
     """
 
     def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None) -> None:
@@ -26,8 +29,13 @@ class RecordWriter:
         self.idx_path = Path(idx_path) if idx_path else self.rec_path.with_suffix(".idx")
         self._tmp_rec = self.rec_path.with_name(self.rec_path.name + ".partial")
         self._tmp_idx = self.idx_path.with_name(self.idx_path.name + ".partial")
-        self._rec = open(self._tmp_rec, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._idx = open(self._tmp_idx, "w")  # noqa: SIM115
+        self._rec = os.fdopen(create_new(self._tmp_rec), "wb")
+        try:
+            self._idx = os.fdopen(create_new(self._tmp_idx), "w")
+        except BaseException:
+            self._rec.close()
+            self._tmp_rec.unlink(missing_ok=True)
+            raise
         self._keys = array("q")
         self._offsets = array("q")
         self.offset = 0

@@ -20,7 +20,7 @@ from . import fake_cupy
 class Event:
     """One allocation or launch: what, on which device and stream (stream pointer, 0 the null stream)."""
 
-    op: str                 # "alloc" or "launch"
+    op: str                 # "alloc", "launch" or "record" (an event)
     name: str               # kernel name, or the allocating function
     device: int
     stream: int
@@ -130,6 +130,47 @@ class ExternalStream(Stream):
             self.device_id = device_id
 
 
+class CudaEvent:
+    """``cupy.cuda.Event``: ``record(stream)`` marks the work queued on a stream so far (logged as a
+    "record" entry); ``done`` says whether that work has finished and ``synchronize()`` waits for it.
+    The fake runs work at once, so an event is done when recorded, unless the knob
+    ``fake_cupy.EVENTS_PENDING`` is set: then it stays pending until ``synchronize()`` or
+    :func:`complete_events` (work still queued on a GPU, for tests of what a consumer must keep alive
+    until then)."""
+
+    def __init__(self, block: bool = False, disable_timing: bool = False, interprocess: bool = False) -> None:
+        self.recorded: tuple[int, int, int] | None = None
+        self._done = True
+
+    def record(self, stream: Stream | None = None) -> None:
+        stream = get_current_stream() if stream is None else stream
+        device = stream.device_id if stream.ptr else _device()
+        self.recorded = (device, stream.ptr, _next_seq())
+        self._done = not fake_cupy.EVENTS_PENDING
+        _pending.append(self)
+        LOG.append(Event("record", "event", device, stream.ptr))
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def synchronize(self) -> None:
+        if self.recorded is not None:
+            device, ptr, seq = self.recorded
+            _synced[(device, ptr)] = max(_synced.get((device, ptr), 0), seq)
+        self._done = True
+
+
+_pending: list[CudaEvent] = []
+
+
+def complete_events() -> None:
+    """Every event recorded so far is done (the queued work has run)."""
+    for event in _pending:
+        event._done = True
+    _pending.clear()
+
+
 def get_current_stream() -> Stream:
     current = _stream_stack().get(_device())
     return current if current is not None else _null_stream()
@@ -167,6 +208,7 @@ class _Cuda:
     Device = Device
     Stream = Stream
     ExternalStream = ExternalStream
+    Event = CudaEvent
     runtime = _Runtime
     CUDARuntimeError = CUDARuntimeError
 
@@ -177,6 +219,13 @@ class _Cuda:
     @staticmethod
     def get_device_id() -> int:
         return _device()
+
+    @staticmethod
+    def get_elapsed_time(start: CudaEvent, end: CudaEvent) -> float:
+        """Milliseconds between two recorded events: always 1.0 (the fake has no GPU clock)."""
+        if start.recorded is None or end.recorded is None:
+            raise CUDARuntimeError("cudaErrorInvalidResourceHandle: an event was never recorded")
+        return 1.0
 
 
 cuda = _Cuda()
@@ -202,6 +251,7 @@ def visible(written: tuple[int, int, int], device: int, stream: int) -> str | No
 def reset_state() -> None:
     """An empty LOG, device 0 current with its null stream, in this thread."""
     LOG.clear()
+    _pending.clear()
     _tls.device = 0
     _stream_stack().clear()
 

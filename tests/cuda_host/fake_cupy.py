@@ -20,8 +20,9 @@ Install it with :func:`cuda_host.installed` (``sys.modules["cupy"]``, inside tes
   ``ExternalStream`` or a pointer set on a ``Stream``) is taken to be non-blocking.
 
 Module knobs: ``ORDER_SEED`` (0: blocks and threads in order; else a seeded shuffled order), ``FTZ``,
-``EXPF_MODE`` (0 libm, 1 the CUDA 13 sequence), ``DEVICE_COUNT``; ``LOG`` records allocations and
-launches as :class:`Event`; :func:`reset` restores the defaults.
+``EXPF_MODE`` (0 libm, 1 the CUDA 13 sequence), ``DEVICE_COUNT``, ``EVENTS_PENDING`` (``cuda.Event`` s
+stay pending until synchronized or :func:`complete_events`); ``LOG`` records allocations, launches and
+event records as :class:`Event`; :func:`reset` restores the defaults.
 
 Devices and streams live in :mod:`cuda_host.devices`, kernels in :mod:`cuda_host.rawkernel`; this module
 is what ``import cupy`` gives inside the tests.
@@ -42,6 +43,7 @@ from .devices import (  # noqa: F401  (the public names of cupy and cupy.cuda)
     _device,
     _next_seq,
     _stream_stack,
+    complete_events,
     cuda,
     get_current_stream,
     reset_state,
@@ -55,12 +57,13 @@ ORDER_SEED = 0
 FTZ = True
 EXPF_MODE = 1
 DEVICE_COUNT = 1
+EVENTS_PENDING = False      # recorded events stay pending until synchronized or complete_events()
 
 
 def reset() -> None:
     """Default knobs, an empty LOG, device 0 current with its null stream."""
-    global ORDER_SEED, FTZ, EXPF_MODE, DEVICE_COUNT
-    ORDER_SEED, FTZ, EXPF_MODE, DEVICE_COUNT = 0, True, 1, 1
+    global ORDER_SEED, FTZ, EXPF_MODE, DEVICE_COUNT, EVENTS_PENDING
+    ORDER_SEED, FTZ, EXPF_MODE, DEVICE_COUNT, EVENTS_PENDING = 0, True, 1, 1, False
     reset_state()
 
 

@@ -43,7 +43,7 @@ def fuzzed_table(rng: np.random.Generator, n: int, size: tuple[int, int], atlas_
     _set(t, "replace_alpha", rng.choice([0, 10, 128, 254, 255], n))
     _set(t, "mask_alpha", rng.choice([0, 1, 128, 255], n))
     m3d = t["kind"] == Kind.MASK3D
-    t["m3d_slot"] = np.where(m3d, np.cumsum(m3d) - 1, -1)
+    t["m3d_slot"] = np.where(m3d, np.arange(n), -1)               # the row itself (ops.params)
     _set(t, "m3d_mode", rng.integers(0, 4, n))
     if "m3d" in t.dtype.names:
         t["m3d"] = np.stack([rng.uniform(-10, w + 10, n), rng.uniform(-10, h + 10, n),
@@ -64,11 +64,11 @@ def fuzzed_table(rng: np.random.Generator, n: int, size: tuple[int, int], atlas_
 
 
 def mask_inputs(t: np.ndarray, masked: np.ndarray, masks: np.ndarray) -> tuple:
-    """The masked faces and masks (renders of the row's own face) that a table's mask3d rows use, in slot
-    order, as exact-size copies (so that a read past the end lands in an AddressSanitizer redzone);
-    (None, None) when no row uses one."""
+    """The masked faces and masks (renders of the row's own face) that a table's mask3d rows use, aligned
+    with the table's rows, as exact-size copies (so that a read past the end lands in an AddressSanitizer
+    redzone); (None, None) when no row uses one."""
     used = t["m3d_slot"] >= 0
     if not used.any():
         return None, None
-    picked = np.flatnonzero(used) % len(masked)
+    picked = np.arange(len(t)) % len(masked)
     return masked[picked].copy(), masks[picked].copy()
