@@ -25,7 +25,7 @@
 # GPU_RUN_STATE (default /tmp/faceocc-gpu), PYTHON (default python3); `source` it to call one function.
 set -uo pipefail
 
-CUPY_TESTS=(tests/test_ops_gpu.py tests/test_render_gpu.py)    # every test marked gpu, not dali
+CUPY_TESTS=(tests/test_ops_gpu.py tests/test_render_gpu.py tests/test_occlude.py)   # every test marked gpu, not dali
 DALI_TESTS=(tests/test_loader_gpu.py)                           # every test marked gpu and dali
 PARTS_EXPECTED=3                                                # .devwheels/p1..p3 hold part0..part2
 

@@ -111,6 +111,8 @@ class FaceOcclusionLoader:
         on_bad_image: ``"raise"`` or ``"skip"`` (above).
         max_pixels: images over this many pixels are bad images (read from their headers, before
             decoding); ``None``: no limit.
+        device_id: the local rank whose GPU to use (``device="gpu"``), in place of ``LOCAL_RANK``
+            (modulo the visible device count, as above).
 
     Example::
 
@@ -128,7 +130,8 @@ class FaceOcclusionLoader:
                  out_size: tuple[int, int] = (112, 112), seed: int = 0, shard_id: int | None = None,
                  num_shards: int | None = None, dtype: Any = None, last_batch: LastBatch = "drop",
                  shuffle: bool = True, num_threads: int = 4, read_threads: int = 4,
-                 prefetch: int = 2, on_bad_image: OnBadImage = "raise", max_pixels: int | None = MAX_PIXELS) -> None:
+                 prefetch: int = 2, on_bad_image: OnBadImage = "raise", max_pixels: int | None = MAX_PIXELS,
+                 device_id: int | None = None) -> None:
         import torch
 
         check_option("device", device, Device)
@@ -146,6 +149,8 @@ class FaceOcclusionLoader:
         if np_dtype is None:
             raise ValueError("dtype must be torch.float32 or torch.float16")
         self.shard_id, self.num_shards, local = distributed_placement(shard_id, num_shards)
+        if device_id is not None:
+            local = whole_number("device_id", device_id, 0)
         self.data_dir = Path(data_dir)
         profile = load_profile(profile)          # where its 3D masks come from: records, or stored geometry
         self.online = profile.mask3d.source == "online" and profile.kind_probabilities()[Kind.MASK3D] > 0

@@ -4,6 +4,10 @@ The front door; names are imported on first use (the loader pulls in torch and D
 
     import faceocc
     loader = faceocc.FaceOcclusionLoader("data/ms1m", batch_size=256)
+    out = faceocc.occlude(faces, seed=0)      # a batch of torch tensors [N, 3, H, W], on their device
+
+In arcface_torch: ``faceocc.arcface.get_dataloader``; in torchvision pipelines:
+``faceocc.transforms.MSMLOcclusion``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ _EXPORTS = {
     "ShardOrder": "faceocc.dali_pipes.order",
     "occlusion_op": "faceocc.dali_pipes.pipeline",
     "occlude_device": "faceocc.dali_pipes.pipeline",
+    "occlude": "faceocc.functional",
     "FaceOccluder": "faceocc.ops",
     "Kind": "faceocc.ops",
     "KIND_NAMES": "faceocc.ops",

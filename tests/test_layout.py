@@ -16,6 +16,7 @@ LAYERS = [
     ("faceocc.datasets", "faceocc.ops", "faceocc.runtime"),
     ("faceocc.render",),
     ("faceocc.dali_pipes",),
+    ("faceocc.arcface", "faceocc.functional", "faceocc.transforms"),
     ("faceocc.align", "faceocc.preview", "faceocc.demo", "faceocc.cli"),
 ]
 
