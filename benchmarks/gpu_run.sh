@@ -2,7 +2,7 @@
 # faceocc's GPU run on a lent GPU machine (CUDA 13, python3 with torch, CuPy, onnxruntime, pytest and
 # pytest-timeout; no network, no DALI) in exactly three device-tool calls, made back to back: the machine
 # goes back about 30 s after a call ends, and with it everything under /tmp. docs/gpu-machine.md gives
-# each call's carry list, command and timeout_s (180, 30, 240), and what to do when a step fails.
+# each call's carry list, command and timeout_s (180, 30, 300), and what to do when a step fails.
 #
 #   bash benchmarks/gpu_run.sh 1   carry .devwheels/p0 .devwheels/p1: unpack p0 (insightface and small
 #                                  packages) into the site folder, keep DALI's part 1, nvidia-smi and
@@ -16,7 +16,7 @@
 #                                  (~3 min). Run again at once after a failure or a timeout: steps that
 #                                  finished are skipped (GPU_RUN_REDO=1 runs them all again).
 #
-# Every step runs under `timeout` within the call's own budget (CALL1_S=170, CALL2_S=20, CALL3_S=230: 10 s
+# Every step runs under `timeout` within the call's own budget (CALL1_S=170, CALL2_S=20, CALL3_S=290: 10 s
 # under the tool's timeout_s, so that the log always comes back) and says what it found missing and what
 # to do. The GPU tests run with FACEOCC_REQUIRE_GPU=1 (a missing GPU, CuPy or DALI fails) and pytest's
 # `-p timeout --timeout 120`. No CPU-only test runs here: CI runs those.
@@ -25,7 +25,7 @@
 # GPU_RUN_STATE (default /tmp/faceocc-gpu), PYTHON (default python3); `source` it to call one function.
 set -uo pipefail
 
-CUPY_TESTS=(tests/test_ops_gpu.py tests/test_render_gpu.py tests/test_occlude.py)   # every test marked gpu, not dali
+CUPY_TESTS=(tests/test_ops_gpu.py tests/test_render_gpu.py tests/test_occlude.py tests/test_online_gpu.py) # every test marked gpu, not dali
 DALI_TESTS=(tests/test_loader_gpu.py)                           # every test marked gpu and dali
 PARTS_EXPECTED=3                                                # .devwheels/p1..p3 hold part0..part2
 
@@ -267,6 +267,16 @@ loader_bench() {
     fi
 }
 
+online_bench() {
+    if [ "$REHEARSAL" = 1 ]; then
+        bench bench_online_masks --device cpu --batch-size 16 --rounds 2 --batches 2 --warmup 1 \
+            --work "$STATE/bench-online" --out "$OUTDIR/online-masks-gpu.json"
+    else
+        bench bench_online_masks --device gpu --rounds 4 --batches 6 --work "$STATE/bench-online" \
+            --out "$OUTDIR/online-masks-gpu.json"
+    fi
+}
+
 harness_gpu() {
     local data=()
     if [ -d "$ROOT/.gpudata/faces" ]; then data+=(--faces "$ROOT/.gpudata/faces"); fi
@@ -318,18 +328,19 @@ call2() {
 }
 
 call3() {
-    begin 3 "${CALL3_S:-230}"
+    begin 3 "${CALL3_S:-290}"
     expect_warm 3 || { finish 3; return; }
     environment
     link_package || { finish 1; return; }
     keep_parts 3 || { finish 1; return; }
     run_step unpack-dali 60 unpack_dali || { finish 1; return; }
     run_step dali-check 60 dali_check || { say "DALI does not work here: the DALI tests and benchmarks are skipped"; finish 1; return; }
-    local tests=0 loader=0 harness=0
+    local tests=0 loader=0 harness=0 online=0
     step dali-tests 150 pytest_gpu "${DALI_TESTS[@]}" || tests=$?
     step loader-bench 70 loader_bench || loader=$?
     step harness-gpu 90 harness_gpu || harness=$?
-    finish "$tests" "$loader" "$harness"
+    step online-bench 60 online_bench || online=$?
+    finish "$tests" "$loader" "$harness" "$online"
 }
 
 main() {

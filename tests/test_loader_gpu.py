@@ -86,3 +86,34 @@ def test_occlusion_op_in_a_gpu_pipeline_matches_the_twin(tmp_path, kind):
             got = out[name].reshape(-1) if name == "kind" else out[name]
             close(got, want[name], prof.normalize, f"occlusion_op {name}")
         assert not np.array_equal(want["msk"], np.ones_like(want["msk"]))    # something was occluded
+
+
+def test_online_masks_on_the_gpu_match_the_cpu_batches(tmp_path):
+    """Online 3D masks (geometry read by the loader, rendered by raster.cu after DALI's iterator): the
+    same masks as the CPU loader's, colours within nvJPEG's levels; another mask the next epoch."""
+    import dataclasses
+
+    from faceocc.ops import load_profile
+
+    from faceocc.cli import main
+
+    folder = face_dataset(tmp_path / "d")
+    assert main(["render", str(folder), "--geometry-only", "--chunk-size", "16"]) == 0
+    p = load_profile("ms1m")
+    prof = dataclasses.replace(p, mask3d=dataclasses.replace(p.mask3d, source="online"),
+                               kinds={"mask3d": 1.0}, flip_p=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cpu = FaceOcclusionLoader(folder, 8, device="cpu", seed=3, profile=prof)
+        gpu = FaceOcclusionLoader(folder, 8, device="gpu", seed=3, profile=prof)
+        epochs = [(list(cpu), list(gpu)) for _ in range(2)]
+    for c_epoch, g_epoch in epochs:
+        assert len(c_epoch) == len(g_epoch) > 0
+        for c, g in zip(c_epoch, g_epoch):
+            assert g["img"].is_cuda and g["msk"].is_cuda
+            for name in ("label", "key", "kind", "msk"):
+                assert torch.equal(c[name], g[name].cpu()), name
+            assert (c["msk"] == 0).float().mean() > 0.1
+            assert (c["img"] - g["img"].cpu()).abs().mean() < 0.03
+    first, second = (torch.cat([b["msk"] for b in e[1]]).cpu() for e in epochs)
+    assert not torch.equal(first, second)
