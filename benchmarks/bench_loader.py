@@ -17,7 +17,9 @@ Each pair is measured alternately, ``--rounds`` times, on pipelines built once, 
 untimed settle steps; a figure is the total images over the total time of its rounds; the decode pair
 also records CPU time per batch. A second instance of each baseline (``--no-controls`` skips them)
 shows the measurement's own spread. ``--pairs loader-vs-dali`` (the GPU run's) measures only faceocc's
-loader, MS1M mix and occlusion off, against bare DALI without the resize, in one alternation.
+loader against bare DALI without the resize, in one alternation: occlusion off, the MS1M mix (3D masks
+read from mask records), the MS1M mix with online 3D masks (the geometry set is made once), and the MS1M
+mix without 3D masks, which together say where the loader's time goes.
 Writes JSON (environment, settings, figures, ratios, targets) to
 ``benchmarks/results/loader-<device>.json``. The ratios are the result: absolute figures move with
 the machine's load.
@@ -70,6 +72,41 @@ def occlusion_off() -> Any:
 
     p = load_profile("ms1m")
     return dataclasses.replace(p, kinds={"none": 1.0}, lighting=dataclasses.replace(p.lighting, p=0.0), flip_p=0.0)
+
+
+def with_geometry(data: Path) -> str:
+    """Make the dataset's geometry set once (dlib landmarks when the extra is installed); returns the
+    landmark source it holds."""
+    from faceocc.render import dlib_models
+    from faceocc.render.geometry_job import GeometryJob
+
+    from faceocc.datasets.geometry import geometry_manifest
+
+    made = geometry_manifest(data)
+    if made is not None:
+        return str(made["landmarks"])
+    landmarks = "dlib" if dlib_models.available() else "template"
+    with GeometryJob(data, landmarks) as job:
+        job.run(progress=False)
+        job.merge(progress=False)
+    return landmarks
+
+
+def ms1m_with_3d_masks(source: str) -> Any:
+    """The MS1M mix with 3D masks from ``source`` (``offline`` or ``online``)."""
+    import dataclasses
+
+    from faceocc.ops import load_profile
+
+    p = load_profile("ms1m")
+    return dataclasses.replace(p, mask3d=dataclasses.replace(p.mask3d, source=source))
+
+
+def ms1m_without_3d_masks() -> Any:
+    """The MS1M mix with the 3D-mask share given to the other kinds (no mask records read)."""
+    from faceocc.ops import load_profile
+
+    return load_profile("ms1m").without_mask3d()
 
 
 def readers_mxnet_raw(data: Path, batch: int, threads: int) -> Callable[[], None]:
@@ -227,9 +264,11 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if args.pairs == "loader-vs-dali":
-            say("bare DALI (no resize) vs faceocc, occlusion off and MS1M mix ...")
+            say("bare DALI (no resize) vs faceocc: occlusion off, MS1M mix offline, online and without 3D masks ...")
+            with_geometry(data)
             contenders = {"bare_dali_without_resize": bare(False), "faceocc_occlusion_off": loader(occlusion_off()),
-                          "faceocc_ms1m": loader("ms1m")}
+                          "faceocc_ms1m": loader("ms1m"), "faceocc_ms1m_online": loader(ms1m_with_3d_masks("online")),
+                          "faceocc_ms1m_without_3d_masks": loader(ms1m_without_3d_masks())}
             if args.controls:
                 contenders["bare_dali_without_resize_again"] = bare(False)
             measure(contenders, args.batches)
@@ -263,6 +302,8 @@ RATIOS = {  # name: (faceocc's contender, the other), both in figures; *_cpu_tim
     "occlusion_off_vs_bare_dali_without_resize": ("faceocc_occlusion_off", "bare_dali_without_resize"),
     "occlusion_off_without_twin_vs_bare_dali": ("faceocc_occlusion_off_without_twin", "bare_dali"),
     "ms1m_vs_bare_dali_without_resize": ("faceocc_ms1m", "bare_dali_without_resize"),
+    "ms1m_online_vs_bare_dali_without_resize": ("faceocc_ms1m_online", "bare_dali_without_resize"),
+    "ms1m_without_3d_masks_vs_bare_dali_without_resize": ("faceocc_ms1m_without_3d_masks", "bare_dali_without_resize"),
     "ms1m_vs_msml_dataloader": ("faceocc_ms1m", "msml_dataloader"),
     "occlusion_off_vs_bare_dali_cpu_time": ("faceocc_occlusion_off", "bare_dali"),
     "ms1m_vs_msml_dataloader_cpu_time": ("faceocc_ms1m", "msml_dataloader"),
@@ -316,6 +357,10 @@ NOTES = {"record_path": "train.rec records, labels, keys and MS1M parameter rows
                              "the DataLoader's workers included) per batch; less sensitive than "
                              "img/s to other load on the machine; *_cpu_time ratios are images "
                              "per CPU-second, faceocc over the other",
+         "ms1m_online": "the MS1M mix with mask3d.source online: the 3D masks rasterized in the occlusion step "
+                        "from the dataset's geometry set instead of read and decoded from mask records",
+         "ms1m_without_3d_masks": "the MS1M mix with the 3D-mask share given to the other kinds: no mask "
+                                  "records read; with faceocc_ms1m, it says what the offline masks cost",
          "controls_same_contender_twice": "a second instance of the baseline in the same "
                                           "alternation: its ratio to the first shows the "
                                           "measurement's own spread (ideally 1)",
@@ -343,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help=f"JSON path (default {RESULTS}/loader-<device>.json)")
     ap.add_argument("--images", type=int, default=512, help="faces in the dataset (built once under --work)")
     ap.add_argument("--pairs", choices=["all", "loader-vs-dali"], default="all",
-                    help="all: the three pairs; loader-vs-dali: faceocc (MS1M, occlusion off) vs bare DALI only")
+                    help="all: the three pairs; loader-vs-dali: faceocc (occlusion off, MS1M offline/online/without 3D "
+                         "masks) vs bare DALI only")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--no-controls", dest="controls", action="store_false",
                     help="skip the second instances of bare DALI and the DataLoader (the measurement's spread)")

@@ -16,47 +16,20 @@ Targets: online >= 0.5 x offline on the CPU, >= 0.9 x on the GPU. Writes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from benchmarks.bench_loader import alternate, dataset, faceocc_loader
+from benchmarks.bench_loader import alternate, dataset, faceocc_loader, ms1m_with_3d_masks, with_geometry
 from benchmarks.report import RESULTS, write_result
 from faceocc.runtime import available_device
 
 TARGETS = {"cpu": 0.5, "gpu": 0.9}
-
-
-def with_geometry(data: Path) -> str:
-    """Make the dataset's geometry set once (dlib landmarks when the extra is installed); returns the
-    landmark source it holds."""
-    from faceocc.render import dlib_models
-    from faceocc.render.geometry_job import GeometryJob
-
-    from faceocc.datasets.geometry import geometry_manifest
-
-    made = geometry_manifest(data)
-    if made is not None:
-        return str(made["landmarks"])
-    landmarks = "dlib" if dlib_models.available() else "template"
-    with GeometryJob(data, landmarks) as job:
-        job.run(progress=False)
-        job.merge(progress=False)
-    return landmarks
-
-
-def profile(source: str) -> Any:
-    """The MS1M mix with 3D masks from ``source`` (``offline`` or ``online``)."""
-    from faceocc.ops import load_profile
-
-    p = load_profile("ms1m")
-    return dataclasses.replace(p, mask3d=dataclasses.replace(p.mask3d, source=source))
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict]:
@@ -70,10 +43,12 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
     rounds: dict[str, list[float]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        contenders = {"offline": partial(next, faceocc_loader(data, b, device, threads, profile("offline"))),
-                      "online": partial(next, faceocc_loader(data, b, device, threads, profile("online")))}
+        def contender(source: str) -> Callable[[], dict]:
+            return partial(next, faceocc_loader(data, b, device, threads, ms1m_with_3d_masks(source)))
+
+        contenders = {"offline": contender("offline"), "online": contender("online")}
         if args.controls:
-            contenders["offline_again"] = partial(next, faceocc_loader(data, b, device, threads, profile("offline")))
+            contenders["offline_again"] = contender("offline")
         figures = alternate(contenders, args.batches, args.rounds, args.warmup, b, device, cpu_ms, per_round=rounds)
     ratio = figures["online"] / figures["offline"]
     per_round = np.asarray(rounds["offline"]) / np.asarray(rounds["online"])

@@ -149,7 +149,7 @@ def check_batches(gpu_loader, cpu_loader, case: Case, batches: int = 2, device: 
 def occlusion_op_pipeline(data: Path, occluder, batch: int, device_id: int | None, kind: bool, op):
     """A user's pipeline around ``op`` (``faceocc.occlusion_op``): records of ``data`` (no mask records)
     -> decode (``mixed`` with a ``device_id``, else ``cpu``) -> ``op(occluder, faces, params)``. Outputs
-    face, meta (host), img, msk, ori and, with ``kind``, kind."""
+    face, meta (on the decoder's device), img, msk, ori and, with ``kind``, kind."""
     from faceocc.dali_pipes.order import ShardOrder
     from faceocc.dali_pipes.pipeline import payloads, source_types
     from faceocc.dali_pipes.source import RecordBatchSource
@@ -168,7 +168,10 @@ def occlusion_op_pipeline(data: Path, occluder, batch: int, device_id: int | Non
                                                    dtype=source_types(False))
         faces = fn.decoders.image(payloads(images, lengths), device="mixed" if gpu else "cpu",
                                   output_type=types.RGB)
-        return (faces, meta, *op(occluder, faces, meta.gpu() if gpu else meta, kind=kind))
+        # DALI 2.4's torch iterator cannot take a host output of a GPU pipeline with torch 2.11 (pinned
+        # memory is DLPack device 3, which torch.from_dlpack refuses): a user's pipeline returns it .gpu()
+        meta = meta.gpu() if gpu else meta
+        return (faces, meta, *op(occluder, faces, meta, kind=kind))
 
     p = pipe()
     p.build()

@@ -138,14 +138,14 @@ def test_three_calls_rehearsed_in_order(tmp_path):
     site = m.state / "site" / "gpurun_big_probe"
     assert {f"gpurun_big_probe/{p.name}": p.read_bytes() for p in site.iterdir()} == m.big
     assert "DALI decoded a JPEG" in text and "=== dali-tests: rc=1" in text
-    assert "=== loader-bench: rc=0" in text and "=== harness-gpu: rc=0" in text
-    for name in ("loader-gpu.json", "harness.json", "harness.png", "call3.log"):   # benchmarks from nothing
+    assert "=== loader-bench: rc=0" in text and "=== harness-gpu: rc=0" in text and "=== online-bench: rc=0" in text
+    for name in ("loader-gpu.json", "harness.json", "harness.png", "online-masks-gpu.json", "call3.log"):  # made here
         assert (m.out / name).stat().st_size > 0, name
     assert len(list(m.out.iterdir())) <= 8                           # the device tool brings back 8 files
 
     rc, text = m.call(3, ("p3",))                                    # the rerun: finished steps are skipped
     assert rc == 1 and "=== dali-tests: rc=1" in text
-    assert text.count("finished in an earlier run") == 2 and "DALI unpacked earlier" in text
+    assert text.count("finished in an earlier run") == 3 and "DALI unpacked earlier" in text
     assert not (m.out / "loader-gpu.json").exists()
 
 
