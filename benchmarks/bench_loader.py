@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -40,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import RESULTS, write_result
-from faceocc.runtime import available_device, cycle_epochs, synchronize
+from benchmarks.timing import SETTLE, alternate
+from faceocc.runtime import available_device, cycle_epochs
 
-SETTLE = 6  # untimed steps at the start of each turn (see alternate)
 TARGETS = {"record_path_vs_readers_mxnet": 0.5, "occlusion_off_vs_bare_dali": 0.8, "ms1m_vs_msml_dataloader": 1.0}
 
 
@@ -187,52 +186,6 @@ def msml_dataloader(data: Path, batch: int, workers: int) -> Iterator:
 
     loader = msml_loader(data, batch, workers, "ms1m", None, 0)
     return cycle_epochs(lambda: iter(loader))
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its live child processes (Linux /proc; else this process only)."""
-    total = time.process_time()
-    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:  # ppid; utime and stime follow at 11 and 12
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: int, warmup: int, batch: int,
-              device: str, cpu: dict | None = None, settle: int = SETTLE, per_round: dict | None = None
-              ) -> dict[str, float]:
-    """Items per second of each ``step`` callable, measured in alternation, ``rounds`` times; with
-    ``cpu``, also the CPU milliseconds per batch of this process and its child processes (all their
-    threads; DataLoader workers are children) into it; with ``per_round``, each round's seconds per
-    contender into it. Each turn first runs ``settle`` untimed steps: a pipeline keeps working ahead
-    (prefetch, worker threads and processes) after its turn ends, and that work must not count in the
-    next contender's time."""
-    for step in contenders.values():
-        for _ in range(warmup):
-            step()
-    spent = dict.fromkeys(contenders, 0.0)
-    used = dict.fromkeys(contenders, 0.0)
-    for _ in range(rounds):
-        for name, step in contenders.items():
-            for _ in range(settle):  # untimed: the work the previous contender left running finishes here
-                step()
-            synchronize(device)
-            start, cpu_start = time.perf_counter(), cpu_seconds()
-            for _ in range(batches):
-                step()
-            synchronize(device)
-            spent[name] += time.perf_counter() - start
-            used[name] += cpu_seconds() - cpu_start
-            if per_round is not None:
-                per_round.setdefault(name, []).append(time.perf_counter() - start)
-    if cpu is not None:
-        cpu.update({name: 1e3 * u / (rounds * batches) for name, u in used.items()})
-    return {name: rounds * batches * batch / t for name, t in spent.items()}
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict]:

@@ -7,7 +7,7 @@ On ``faceocc demo``'s embedded dataset (512 faces, offline masks rendered) with 
 64: faceocc's loader with the MS1M mix and ``mask3d.source: offline`` (the mask_out/mask records of the
 3D-mask rows read and decoded) against the same loader with ``mask3d.source: online`` (their geometry read
 and the mask rasterized in the occlusion step: the NumPy twin on the CPU, the kernels on the GPU),
-measured alternately (``benchmarks.bench_loader.alternate``), ``--rounds`` times, each turn after untimed
+measured alternately (``benchmarks.timing.alternate``), ``--rounds`` times, each turn after untimed
 settle steps; a second offline loader in the same alternation shows the measurement's own spread.
 Targets: online >= 0.5 x offline on the CPU, >= 0.9 x on the GPU. Writes
 ``benchmarks/results/online-masks-<device>.json``.
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_loader import alternate, dataset, faceocc_loader, ms1m_with_3d_masks, with_geometry
+from benchmarks.bench_loader import dataset, faceocc_loader, ms1m_with_3d_masks, with_geometry
 from benchmarks.report import RESULTS, write_result
+from benchmarks.timing import alternate
 from faceocc.runtime import available_device
 
 TARGETS = {"cpu": 0.5, "gpu": 0.9}

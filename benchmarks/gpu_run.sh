@@ -286,7 +286,7 @@ harness_gpu() {
         bench harness --device cpu --rows gpu --images 64 --batch-size 16 --batches 2 --warmup 1 \
             --work "$STATE/bench" --out "$OUTDIR/harness.json" --quiet "${data[@]}"
     else
-        bench harness --device gpu --rows gpu --images 2048 --batch-size 256 --batches 20 --warmup 3 \
+        bench harness --device gpu --rows gpu --images 2048 --batch-size 256 --batches 32 --rounds 4 --warmup 3 \
             --work "$STATE/bench" --out "$OUTDIR/harness.json" --quiet "${data[@]}"
     fi
 }

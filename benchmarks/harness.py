@@ -3,7 +3,8 @@
     python -m benchmarks.harness [--images 4096] [--batch-size 256] [--batches 30] [--device auto]
 
 1. bare DALI: readers.mxnet + decode + crop_mirror_normalize (the upper bound);
-2. faceocc's loader with the MS1M mix and with the CASIA mix;
+2. faceocc's loader with the MS1M mix and with the CASIA mix (the loaders, bare DALI and the baseline are
+   timed in alternation, ``--rounds`` turns each after untimed settle steps: ``benchmarks.timing``);
 3. the MSML-style baseline: a PyTorch DataLoader with one worker per core (benchmarks/msml_baseline.py);
 4. the occlusion kernel alone (GPU) and its NumPy twin alone (one core);
 5. the renderer (template landmarks; dlib landmarks with the extra faceocc[landmarks]; insightface
@@ -20,9 +21,9 @@ import argparse
 import glob
 import os
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ import numpy as np
 from benchmarks.bench_data import bench_dataset, default_occluders
 from benchmarks.chart import bar_chart
 from benchmarks.report import RESULTS, write_result
-from faceocc.runtime import available_device, cycle_epochs, device_name, synchronize
+from benchmarks.timing import SETTLE, alternate
+from faceocc.runtime import available_device, cycle_epochs, device_name
 
 TARGETS = {  # issue 6: on an H100, 112 x 112
     "loader_vs_bare_dali": 0.9,
@@ -39,18 +41,6 @@ TARGETS = {  # issue 6: on an H100, 112 x 112
     "kernel_img_per_s": 1_000_000,
     "render_img_per_s": 20_000,
 }
-
-
-def rate(batches: Iterator[Any], count: int, warmup: int, batch_size: int, device: str) -> float:
-    """Images per second over ``count`` batches taken after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        next(batches)
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(count):
-        next(batches)
-    synchronize(device)
-    return count * batch_size / (time.perf_counter() - start)
 
 
 def bare_dali(data: Path, batch: int, device: str, threads: int, size: tuple[int, int], seed: int,
@@ -156,22 +146,23 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     data, dataset = bench_dataset(work, args.images, args.faces, device, progress=not args.quiet)
     size = (112, 112)
     figures: dict[str, Any] = {}
-
-    def measure(name: str, make: Callable[[], Iterator]) -> None:
-        if not args.quiet:
-            print(f"measuring {name} ...", flush=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            figures[name] = rate(make(), args.batches, args.warmup, args.batch_size, device)
+    per_round = max(1, args.batches // args.rounds)
 
     cpu_rows = args.rows == "all"
-    measure("bare_dali", lambda: bare_dali(data, args.batch_size, device, threads, size, args.seed))
-    measure("faceocc_ms1m", lambda: faceocc_loader(data, args.batch_size, device, threads, "ms1m", occluders,
-                                                   args.seed))
-    measure("faceocc_casia", lambda: faceocc_loader(data, args.batch_size, device, threads, "casia", occluders,
-                                                    args.seed))
+    makers: dict[str, Callable[[], Iterator]] = {
+        "bare_dali": lambda: bare_dali(data, args.batch_size, device, threads, size, args.seed),
+        "faceocc_ms1m": lambda: faceocc_loader(data, args.batch_size, device, threads, "ms1m", occluders, args.seed),
+        "faceocc_casia": lambda: faceocc_loader(data, args.batch_size, device, threads, "casia", occluders,
+                                                args.seed)}
     if cpu_rows:
-        measure("msml_dataloader", lambda: msml_style(data, args.batch_size, workers, "ms1m", occluders, args.seed))
+        makers["msml_dataloader"] = lambda: msml_style(data, args.batch_size, workers, "ms1m", occluders, args.seed)
+    if not args.quiet:
+        print(f"measuring {', '.join(makers)} in alternation, {args.rounds} rounds ...", flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        steps = {name: partial(next, make()) for name, make in makers.items()}
+        figures.update(alternate(steps, per_round, args.rounds, args.warmup, args.batch_size, device))
+    del steps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if cpu_rows:
@@ -211,7 +202,8 @@ def run(args: argparse.Namespace) -> tuple[Path, Path, dict]:
     }
     settings = {"device": device, "rows": args.rows, "images": dataset["images"], "dataset": dataset,
                 "size": list(size),
-                "batch_size": args.batch_size, "batches": args.batches, "warmup": args.warmup,
+                "batch_size": args.batch_size, "batches": per_round * args.rounds, "rounds": args.rounds,
+                "warmup": args.warmup, "settle_per_turn": SETTLE, "measured": "in alternation (benchmarks.timing)",
                 "dali_threads": threads, "dataloader_workers": workers, "twin_batch": args.twin_batch,
                 "gpu_batch": args.gpu_batch, "render_batch": args.render_batch,
                 "occluders": str(occluders) if occluders else "built-in procedural bank",
@@ -259,8 +251,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     ap.add_argument("--faces", default=None, help="folder of aligned faces (default: ../shared/data/faces)")
     ap.add_argument("--occluders", default=None, help="MSML occluder folders (default: ../shared/data/occluders)")
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--batches", type=int, default=30, help="timed batches per loader")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed batches per loader")
+    ap.add_argument("--batches", type=int, default=32, help="timed batches per loader, over all rounds")
+    ap.add_argument("--rounds", type=int, default=4, help="turns per loader (the loaders are timed in alternation)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed batches per loader before the first round")
     ap.add_argument("--threads", type=int, default=None, help="DALI threads (default: cores, at most 16)")
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: all cores)")
     ap.add_argument("--twin-batch", type=int, default=256)

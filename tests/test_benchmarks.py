@@ -112,7 +112,7 @@ def test_alternation_times_only_the_turns_own_steps():
     contender's turn (the other's background work still running) is not charged for it."""
     import time
 
-    from benchmarks.bench_loader import alternate
+    from benchmarks.timing import alternate
 
     calls = {"a": 0, "b": 0}
     last = [None]
