@@ -1,6 +1,6 @@
 """The benchmark harness: one run, one dataset, one device, every contender side by side.
 
-    python -m benchmarks.harness [--images 4096] [--batch-size 256] [--batches 30] [--device auto]
+    python -m benchmarks.harness [--images 4096] [--batch-size 256] [--batches 32] [--rounds 4] [--device auto]
 
 1. bare DALI: readers.mxnet + decode + crop_mirror_normalize (the upper bound);
 2. faceocc's loader with the MS1M mix and with the CASIA mix (the loaders, bare DALI and the baseline are

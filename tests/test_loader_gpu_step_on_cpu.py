@@ -18,7 +18,7 @@ import warnings
 import loader_gpu_cases as cases
 import numpy as np
 import pytest
-from cuda_host import requires_gxx
+from cuda_host import imports_on_the_null_stream, requires_gxx
 from datasets import face_dataset
 from faceocc.ops import Kind, load_profile
 from loader_gpu_cases import CASES
@@ -131,14 +131,7 @@ def test_gpu_step_outside_torchs_stream_is_a_race(cp, datasets, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", str(LOCAL_RANK))
     gpu_seams(monkeypatch, [])
     got_loader = loader(datasets["plain"], "gpu", "ms1m")
-    real = cp.from_dlpack
-    null = cp.cuda.Stream(null=True)
-
-    def on_the_null_stream(x):
-        with null:
-            return real(x)
-
-    monkeypatch.setattr(cp, "from_dlpack", on_the_null_stream)
+    imports_on_the_null_stream(cp, monkeypatch)
     with pytest.raises(cp.CUDARuntimeError, match="race"):
         next(iter(got_loader))
 

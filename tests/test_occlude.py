@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from cuda_host import real_faces, rendered_masks, requires_gxx
+from cuda_host import imports_on_the_null_stream, real_faces, rendered_masks, requires_gxx
 from faceocc.ops import FaceOccluder, Kind, load_profile
 from gpu import gpu_required
 
@@ -200,14 +200,7 @@ def test_cuda_path_runs_the_kernels_on_torchs_stream(cp, on_device, batch, name,
 def test_cuda_path_off_torchs_stream_is_a_race(cp, on_device, batch, monkeypatch):
     """The control: the tensors imported on CuPy's null stream instead of torch's is a cross-stream read
     without synchronization, which the fake reports (so the test above can fail)."""
-    real = cp.from_dlpack
-    null = cp.cuda.Stream(null=True)
-
-    def on_the_null_stream(x):
-        with null:
-            return real(x)
-
-    monkeypatch.setattr(cp, "from_dlpack", on_the_null_stream)
+    imports_on_the_null_stream(cp, monkeypatch)
     with pytest.raises(cp.CUDARuntimeError, match="race"):
         occlude(batch[0][:4], seed=1)
 

@@ -58,6 +58,20 @@ def shared_dir(name: str) -> Path | None:
     return p if p.is_dir() and any(p.iterdir()) else None
 
 
+def imports_on_the_null_stream(cp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the fake's ``from_dlpack`` import every tensor on CuPy's null stream instead of the current
+    one: the control of the stream tests (a cross-stream read without synchronization, which the fake
+    reports as a race)."""
+    real = cp.from_dlpack
+    null = cp.cuda.Stream(null=True)
+
+    def on_the_null_stream(x):
+        with null:
+            return real(x)
+
+    monkeypatch.setattr(cp, "from_dlpack", on_the_null_stream)
+
+
 def real_faces(n: int, size: tuple[int, int] = (112, 112), seed: int = 0) -> np.ndarray:
     """``n`` faces [n, H, W, 3] uint8: the shared sample faces when present (else insightface's sample
     face), resized, then jittered views of them."""
