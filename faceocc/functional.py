@@ -19,6 +19,7 @@ from faceocc.ops import FaceOccluder, load_profile
 from faceocc.ops.atlas import OccluderBank
 from faceocc.ops.params import PARAM_DTYPE
 from faceocc.ops.profiles import Profile
+from faceocc.ops.sampler import BatchTables
 
 CACHED = 8                     # occluders kept (each holds its occluder bank, and on a GPU its kernels)
 SEED_BOUND = 2**63 - 1         # seeds drawn from a torch.Generator lie in [0, this)
@@ -70,8 +71,9 @@ def _seed_of(seed: Any) -> int:
 
 def sample_params(occ: FaceOccluder, n: int, seed: int) -> np.ndarray:
     """The parameter table :func:`occlude` draws for ``n`` faces and ``seed``: ``FaceOccluder.sample`` of an
-    occluder with that seed and ``occ``'s profile and bank (3D-mask rows point at their own row)."""
-    table = FaceOccluder(occ.profile, occ.bank, occ.size, "cpu", seed).sample(n)
+    occluder with that seed and ``occ``'s profile and bank (3D-mask rows point at their own row), drawn by
+    ``occ``'s own sampler under that seed's rule (``ops.sampler.BatchTables``) instead of a new occluder."""
+    table = BatchTables(occ.sampler, seed)(n)
     table["m3d_slot"] = np.where(table["m3d_slot"] >= 0, np.arange(n), -1)
     return table
 

@@ -8,7 +8,9 @@ are in pixels of a 112 x 112 image and scale with the image size; positions are 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -298,7 +300,20 @@ def load_profile(profile: str | os.PathLike | Profile | None = "ms1m", _chain: t
     if isinstance(profile, Profile):
         return profile
     name = "ms1m" if profile is None else str(profile)
-    path = BUILTIN / f"{name}.yaml" if (BUILTIN / f"{name}.yaml").is_file() else Path(name)
+    if not _chain and (BUILTIN / f"{name}.yaml").is_file():
+        return copy.deepcopy(_builtin(name))       # a copy: a Profile is mutable, the cached one is shared
+    return _load_path(BUILTIN / f"{name}.yaml" if (BUILTIN / f"{name}.yaml").is_file() else Path(name), _chain)
+
+
+@functools.cache
+def _builtin(name: str) -> Profile:
+    """A built-in profile, read once per process (per-call users such as ``faceocc.occlude`` name them)."""
+    return _load_path(BUILTIN / f"{name}.yaml", ())
+
+
+def _load_path(path: Path, _chain: tuple[str, ...]) -> Profile:
+    """The profile in the YAML file ``path`` on top of its ``base:`` (see :func:`load_profile`)."""
+    name = str(path)
     if not (path.exists() or path.is_symlink()):
         raise ValueError(f"profile {short(name)} is neither a built-in (ms1m, casia) nor a YAML file")
     here = str(path.resolve())

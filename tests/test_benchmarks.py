@@ -166,3 +166,16 @@ def test_bench_ops_gpu_figures_through_the_fake_cupy(cp, tmp_path, monkeypatch):
     assert figures["targets"]["kernel_img_per_s_float32"]["met"] is False      # measured, and judged
     launches = {e.name for e in cp.LOG if e.op == "launch"}
     assert {"occlude_pass1", "occlude_pass2"} <= launches and len(launches) > 2     # and the rasterizer's
+
+
+def test_bench_occlude_writes_its_rows(tmp_path):
+    from benchmarks.bench_occlude import main
+
+    out = tmp_path / "occlude.json"
+    assert main(["--device", "cpu", "--calls", "3", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    ms = doc["figures"]["ms_per_call"]
+    for name in ("apply_one_face_table_given_cpu", "occlude_one_face_profile_by_name",
+                 "occlude_one_face_profile_object", "occlude_batch_256"):
+        assert ms[name] > 0
+    assert doc["figures"]["img_per_s"]["occlude_batch_256"] == pytest.approx(256e3 / ms["occlude_batch_256"])

@@ -120,6 +120,35 @@ def test_same_seed_same_table_other_shard_or_epoch_differs(bank):
         assert a.tobytes() != BatchTables(s, seed)(64, shard, epoch, batch).tobytes()
 
 
+def test_small_batches_are_drawn_alone_large_ones_in_chunks(bank, monkeypatch):
+    """A per-sample caller (one face, a new seed each call) draws one row, not a 4096-row chunk; the
+    loader's batches of 64 share one draw per chunk. Either way a batch is its own pure function."""
+    from faceocc.ops.sampler import CHUNK_ROWS, CHUNKED_FROM
+
+    s = Sampler(load_profile("ms1m"), bank)
+    drawn = []
+    real = s.sample
+    monkeypatch.setattr(s, "sample", lambda n, rng: drawn.append(n) or real(n, rng))
+    one = BatchTables(s, 9)(1)
+    assert drawn == [1] and one.tobytes() == real(1, np.random.default_rng([9, 0, 0, 0, 1])).tobytes()
+    drawn.clear()
+    tables = BatchTables(s, 9)
+    rows = [tables(64, 0, 0, b) for b in range(3)]
+    assert drawn == [CHUNK_ROWS // 64 * 64]
+    assert rows[1].tobytes() == BatchTables(s, 9)(64, 0, 0, 1).tobytes()
+    drawn.clear()
+    BatchTables(s, 9)(CHUNKED_FROM - 1)
+    assert drawn == [CHUNKED_FROM - 1]
+
+
+def test_a_built_in_profile_is_read_once_and_handed_out_as_a_copy():
+    a = load_profile("casia")
+    a.flip_p = 0.123
+    a.kinds["none"] = 0.0
+    b = load_profile("casia")
+    assert b.flip_p != 0.123 and b.kinds["none"] > 0 and b is not a
+
+
 def test_kind_frequencies_match_the_profile(bank):
     for name in ("ms1m", "casia"):
         profile = load_profile(name)
