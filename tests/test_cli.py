@@ -154,3 +154,21 @@ def test_preview_writes_a_row_per_kind(small_dataset, tmp_path):
     assert main(["preview", str(small_dataset), "--out", str(out), "--per-kind", "1"]) == 0
     with Image.open(out) as im:
         assert im.size[1] == 8 * (112 + 4)
+
+
+def test_render_and_info_do_not_import_torch(tmp_path):
+    """Outside a process group, the dataset commands learn their shard from torchrun's environment
+    without importing torch: a CUDA build of torch maps gigabytes of libraries and takes seconds, and a
+    render under a memory cap (tests/test_hostile_memory.py) failed on it at random."""
+    import subprocess
+    import sys
+
+    from datasets import face_dataset
+
+    data = face_dataset(tmp_path / "d", identities=2, per_identity=4)
+    code = ("import sys\nfrom faceocc.cli import main\n"
+            "assert main(['render', sys.argv[1], '--workers', '1']) == 0\n"
+            "assert main(['info', sys.argv[1]]) == 0\n"
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    done = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
