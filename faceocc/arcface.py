@@ -41,8 +41,9 @@ class ArcFaceLoader:
             yield tuple(batch[name].to(self.device, non_blocking=True) for name in self.outputs)
 
     def set_epoch(self, epoch: int) -> None:
-        """Start the next iteration at the beginning of ``epoch`` (its own permutation and occlusions), as
-        when a run resumed at ``start_epoch`` calls ``train_loader.set_epoch(start_epoch)``."""
+        """Start the next iteration at the beginning of ``epoch`` (its own permutation and occlusions).
+        ``train_v2.py`` calls ``set_epoch`` only on a torch ``DataLoader``, so a run resumed at
+        ``start_epoch`` must call ``train_loader.set_epoch(start_epoch)`` itself, or it replays epoch 0."""
         state = self.loader.state_dict()
         state["next_batch"] = whole_number("epoch", epoch, 0) * len(self.loader)
         self.loader.load_state_dict(state)
@@ -125,6 +126,11 @@ def get_dataloader(root_dir: str | os.PathLike, local_rank: int, batch_size: int
     import torch
 
     local_rank = whole_number("local_rank", local_rank, 0)
+    if not (isinstance(dali_aug, bool) or (isinstance(dali_aug, int) and dali_aug in (0, 1))):
+        raise ValueError(f"dali_aug must be a bool, not {dali_aug!r}: the arguments are (root_dir, local_rank, "
+                         "batch_size, dali, dali_aug, seed, num_workers); an older train_v2.py that passes "
+                         "(..., cfg.dali, cfg.seed, cfg.num_workers) shifts the seed into dali_aug, so name them: "
+                         "seed=cfg.seed, num_workers=cfg.num_workers")
     if dali_aug:
         warnings.warn("faceocc.arcface.get_dataloader: dali_aug (arcface_torch's resize, blur, HSV and gray "
                       "augmentation) is not applied; the occlusion profile is the augmentation", stacklevel=2)

@@ -30,7 +30,9 @@ class MSMLOcclusion(torch.nn.Module):
     profile), a uint8 tensor [..., C, H, W], a float tensor in [0, 1], or a ``tv_tensors.Image``, as given;
     the profile's flip and face lighting included, not normalized (add ``v2.Normalize`` for that).
     ``mask`` is a ``tv_tensors.Mask`` [..., H, W] uint8, 1 where the face is clean and 0 where occluded, in
-    the output's frame, so later v2 steps (flips, crops, resizes) move it with the image.
+    the output's frame, so later v2 steps (flips, crops, resizes) move it with the image. It takes one
+    input, the face: put it first in a ``v2.Compose`` called on the image alone (not on ``(image, label)``
+    or a dict), since its output gains the mask.
 
     Each call draws one seed from ``generator`` (default: torch's global generator, which the DataLoader
     seeds differently in every worker and ``torch.manual_seed`` makes repeatable); the occlusion itself is
@@ -42,7 +44,9 @@ class MSMLOcclusion(torch.nn.Module):
         occluders: a folder of RGBA occluder images (MSML's layout), an OccluderBank, or None for the
             built-in procedural bank.
         generator: a ``torch.Generator`` to draw the seeds from; each DataLoader worker holds a copy of
-            it, and draws from it with the worker's id mixed in, so that workers differ.
+            it, made anew every epoch, and draws from it with the worker's seed mixed in (the DataLoader's
+            base seed of the epoch plus the worker's id), so that workers and epochs differ. Under
+            DDP, give each rank its own generator seed (e.g. ``seed + rank``).
 
     Example::
 
@@ -70,10 +74,16 @@ class MSMLOcclusion(torch.nn.Module):
         draw = int(torch.randint(0, SEED_BOUND, (1,), generator=self.generator).item())
         worker = torch.utils.data.get_worker_info()
         if self.generator is not None and worker is not None:
-            draw = (draw + worker.id * WORKER_STRIDE) % SEED_BOUND
+            # each worker starts every epoch from a fresh copy of the generator: worker.seed (a new base
+            # seed per epoch, plus the worker's id) makes workers and epochs differ
+            draw = (draw + worker.seed * WORKER_STRIDE) % SEED_BOUND
         return draw
 
-    def forward(self, image: Any) -> tuple[Any, tv_tensors.Mask]:
+    def forward(self, *inputs: Any) -> tuple[Any, tv_tensors.Mask]:
+        if len(inputs) != 1:
+            raise TypeError(f"MSMLOcclusion takes one face, not {len(inputs)} inputs: it adds the mask, so it "
+                            "runs on the image alone (transform(image)), before other inputs such as labels join")
+        image = inputs[0]
         if isinstance(image, PIL.Image.Image):
             faces = F.pil_to_tensor(image.convert("RGB"))[None]
         elif isinstance(image, torch.Tensor) and image.ndim >= 3 and image.shape[-3] == 3:

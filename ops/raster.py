@@ -39,6 +39,9 @@ def edge(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, px: np.
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 
+DRAW_BUDGET = 1 << 20   # elements of one [sh, sw, P] array of _draw: bounds its memory whatever the geometry
+
+
 def _bucket(extent: np.ndarray) -> np.ndarray:
     """The power of two at or above each extent (0 stays 0)."""
     return np.where(extent > 0, 1 << np.ceil(np.log2(np.maximum(extent, 1))).astype(np.int64), 0)
@@ -65,9 +68,12 @@ def depth_pass(verts: np.ndarray, tris: np.ndarray, h: int, w: int, rows: np.nda
     live = (bw > 0) & (bh > 0) & (area != 0)
     tri_index = np.broadcast_to(np.arange(len(tris), dtype=np.uint64), area.shape)
     for sw, sh in set(zip(bw[live].tolist(), bh[live].tolist())):
-        f, t = np.nonzero(live & (bw == sw) & (bh == sh))
-        _draw(zbuf, faces[f] * (h * w), a[f, t], b[f, t], c[f, t], area[f, t], tri_index[f, t],
-              x0[f, t], x1[f, t], y0[f, t], y1[f, t], sw, sh, w)
+        f_all, t_all = np.nonzero(live & (bw == sw) & (bh == sh))
+        step = max(1, DRAW_BUDGET // (sw * sh))      # a minimum per pixel: any split gives the same z-buffer
+        for i in range(0, len(f_all), step):
+            f, t = f_all[i:i + step], t_all[i:i + step]
+            _draw(zbuf, faces[f] * (h * w), a[f, t], b[f, t], c[f, t], area[f, t], tri_index[f, t],
+                  x0[f, t], x1[f, t], y0[f, t], y1[f, t], sw, sh, w)
     return zbuf.reshape(n, h * w)
 
 

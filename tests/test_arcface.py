@@ -105,6 +105,8 @@ def test_arguments(dataset, no_gpu, monkeypatch):
         arcface.get_dataloader(dataset, 0, BATCH, outputs="tuple")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         arcface.get_dataloader(dataset, 0, BATCH, device="gpu")
+    with pytest.raises(ValueError, match="shifts the seed into dali_aug"):    # train_v2.py's older 6-argument call
+        arcface.get_dataloader(dataset, 0, BATCH, False, 2048, 2)
     with pytest.warns(UserWarning, match="dali_aug"):
         quiet = arcface.get_dataloader(dataset, 0, BATCH, True, True, device="cpu")
     assert quiet.loader.device == "cpu"

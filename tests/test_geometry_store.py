@@ -161,13 +161,35 @@ def test_damaged_or_foreign_geometry_is_refused(dataset, tmp_path, capsys):
     assert "key=5: geometry payload of 400 bytes, not 408" in capsys.readouterr().out
     with pytest.raises(RecordIOError, match="geometry record of 400 bytes") as err:
         GeometryReader(dataset).read(np.array([3, 5]))
-    assert err.value.key == 5
+    with RecordDataset(dataset / "mask_geometry.rec") as geo:
+        assert err.value.key == 5 and err.value.offset == geo.offset_of(5)
     assert _geometry(dataset, "--overwrite") == 0
     _plant(dataset, 6, np.full(204, np.inf, "<f2").tobytes())
     assert main(["verify", str(dataset)]) == 1
     with pytest.raises(RecordIOError, match="not finite") as err:
         GeometryReader(dataset).read(np.array([6]))
-    assert err.value.key == 6
+    with RecordDataset(dataset / "mask_geometry.rec") as geo:
+        assert err.value.key == 6 and err.value.offset == geo.offset_of(6)
+
+
+@pytest.mark.parametrize("size", [[0, 112], "ab", [1e-40, 112], [112], [True, 112], [70000, 112]])
+def test_a_geometry_set_made_at_an_impossible_size_is_refused(tmp_path, size):
+    """render.json's size scales every landmark: zero, text, a tiny float (inf landmarks) or a huge side is
+    one line naming the file, not a ZeroDivisionError or infinities in the rasterizer."""
+    import json
+
+    from faceocc.datasets.geometry import geometry_path
+
+    data = face_dataset(tmp_path / "d", identities=2, per_identity=4)
+    assert _geometry(data) == 0
+    manifest = geometry_path(data).parent / "render.json"
+    doc = json.loads(manifest.read_text())
+    doc["size"] = size
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(RecordIOError, match="render.json's size must be") as err:
+        GeometryReader(data)
+    assert err.value.path == str(manifest)
 
 
 def test_dlib_geometry_is_each_faces_own(tmp_path):

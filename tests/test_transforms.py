@@ -106,6 +106,8 @@ def test_a_call_is_occlude_with_one_seed_from_the_generator():
     assert stacked.shape == (3, 3, 112, 112) and masks.shape == (3, 112, 112)
     with pytest.raises(TypeError, match="one RGB face"):
         step(torch.zeros(112, 112, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="one face, not 2 inputs"):       # v2.Compose called on (image, label)
+        v2.Compose([step])(chw(1), 3)
 
 
 class Faces(torch.utils.data.Dataset):
@@ -130,8 +132,9 @@ def test_dataloader_workers_differ_and_runs_repeat(generator):
         step = MSMLOcclusion(generator=torch.Generator().manual_seed(8) if generator else None)
         loader = torch.utils.data.DataLoader(Faces(step), batch_size=None, num_workers=2,
                                              multiprocessing_context="fork")
-        return [image for image, _ in loader]
+        return [[image for image, _ in loader] for _epoch in range(2)]
 
     first, second = run(), run()
-    assert all(torch.equal(a, b) for a, b in zip(first, second))       # a run repeats
-    assert not torch.equal(first[0], first[1])                          # samples 0 and 1: different workers
+    assert all(torch.equal(a, b) for x, y in zip(first, second) for a, b in zip(x, y))    # a run repeats
+    assert not torch.equal(first[0][0], first[0][1])                    # samples 0 and 1: different workers
+    assert not any(torch.equal(a, b) for a, b in zip(first[0], first[1]))   # epoch 1 is not epoch 0 again

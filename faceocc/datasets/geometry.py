@@ -27,6 +27,7 @@ POINTS = 68
 GEOMETRY_DTYPE = np.dtype("<f2")
 GEOMETRY_BYTES = POINTS * 3 * GEOMETRY_DTYPE.itemsize        # 408
 NAME = GEOMETRY.names[0]
+MAX_SIDE = 65535                                              # pixels: the size a geometry set may be made at
 MAKE = "faceocc render DIR --geometry-only [--landmarks template|dlib|insightface]"
 
 
@@ -41,15 +42,17 @@ def encode(landmarks: np.ndarray) -> list[bytes]:
     return [row.tobytes() for row in half]
 
 
-def decode(payloads: np.ndarray, where: Path | None = None, keys: np.ndarray | None = None) -> np.ndarray:
+def decode(payloads: np.ndarray, where: Path | None = None, keys: np.ndarray | None = None,
+           dataset: RecordDataset | None = None) -> np.ndarray:
     """Landmarks [N, 68, 3] float32 of payload rows [N, 408] uint8; a row that cannot be a geometry
-    (non-finite) raises :class:`RecordIOError` naming its key."""
+    (non-finite) raises :class:`RecordIOError` naming its key (and offset, given its ``dataset``)."""
     rows = np.ascontiguousarray(payloads, np.uint8).reshape(-1, GEOMETRY_BYTES)
     lm = rows.view(GEOMETRY_DTYPE).reshape(-1, POINTS, 3).astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(lm).all((1, 2)))
     if bad.size:
         key = int(keys[bad[0]]) if keys is not None else None
-        raise RecordIOError(f"the face geometry is not finite; {GEOMETRY.again}", where, key)
+        offset = dataset.offset_of(key) if dataset is not None and key is not None else None
+        raise RecordIOError(f"the face geometry is not finite; {GEOMETRY.again}", where, key, offset)
     return lm
 
 
@@ -86,6 +89,10 @@ class GeometryReader:
                                     f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
         self.reader = BatchReader(opened[NAME])
         made = (geometry_manifest(data_dir) or {}).get("size")
+        if made is not None and not (isinstance(made, list) and len(made) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in made)):
+            raise RecordIOError(f"render.json's size must be [height, width] in whole pixels from 1 to {MAX_SIDE}, "
+                                f"not {str(made)[:40]}; {GEOMETRY.again}", self.path.parent / "render.json")
         h, w = size or made or (112, 112)
         mh, mw = made or (h, w)
         self.scale = np.array([w / mw, h / mh, w / mw], np.float32)
@@ -110,14 +117,15 @@ class GeometryReader:
             if wrong.any():
                 i = int(np.flatnonzero(wrong)[0])
                 raise RecordIOError(f"{NAME}.rec does not match train.rec (id/label {got.ids[i]}/{got.labels[i]} vs "
-                                    f"{ids[i]}/{labels[i]}); {GEOMETRY.again}", self.path, int(keys[i]))
+                                    f"{ids[i]}/{labels[i]}); {GEOMETRY.again}", self.path, int(keys[i]),
+                                    self.reader.dataset.offset_of(int(keys[i])))
         rows, lengths = got.dense()
         bad = np.flatnonzero(lengths[:, 0] != GEOMETRY_BYTES)
         if bad.size:
-            i = int(bad[0])
-            raise RecordIOError(f"geometry record of {int(lengths[i, 0])} bytes, not {GEOMETRY_BYTES}; "
-                                f"{GEOMETRY.again}", self.path, int(keys[i]))
-        return decode(rows, self.path, keys) * self.scale
+            key = int(keys[int(bad[0])])
+            raise RecordIOError(f"geometry record of {int(lengths[int(bad[0]), 0])} bytes, not {GEOMETRY_BYTES}; "
+                                f"{GEOMETRY.again}", self.path, key, self.reader.dataset.offset_of(key))
+        return decode(rows, self.path, keys, self.reader.dataset) * self.scale
 
     def close(self) -> None:
         self.reader.close()
