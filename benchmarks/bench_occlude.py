@@ -14,24 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.report import RESULTS, write_result
-from faceocc.runtime import available_device, synchronize
-
-
-def per_call_ms(call: Callable[[int], object], calls: int, device: str) -> float:
-    """Milliseconds per ``call(seed)``, seeds 1..calls, after one untimed call."""
-    call(0)
-    synchronize(device)
-    start = time.perf_counter()
-    for seed in range(1, calls + 1):
-        call(seed)
-    synchronize(device)
-    return (time.perf_counter() - start) / calls * 1e3
+from benchmarks.timing import per_call_ms
+from faceocc.runtime import available_device
 
 
 def run(args: argparse.Namespace) -> tuple[Path, dict]:

@@ -42,11 +42,12 @@ def run(args: argparse.Namespace) -> tuple[Path, dict]:
     b = args.batch_size
     cpu_ms: dict[str, float] = {}
     rounds: dict[str, list[float]] = {}
+
+    def contender(source: str) -> Callable[[], dict]:
+        return partial(next, faceocc_loader(data, b, device, threads, ms1m_with_3d_masks(source)))
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        def contender(source: str) -> Callable[[], dict]:
-            return partial(next, faceocc_loader(data, b, device, threads, ms1m_with_3d_masks(source)))
-
         contenders = {"offline": contender("offline"), "online": contender("online")}
         if args.controls:
             contenders["offline_again"] = contender("offline")

@@ -62,3 +62,15 @@ def alternate(contenders: dict[str, Callable[[], Any]], batches: int, rounds: in
     if cpu is not None:
         cpu.update({name: 1e3 * u / (rounds * batches) for name, u in used.items()})
     return {name: rounds * batches * batch / t for name, t in spent.items()}
+
+
+def per_call_ms(call: Callable[[int], Any], calls: int, device: str) -> float:
+    """Milliseconds per ``call(seed)``, seeds 1..calls, after one untimed call (for one-shot calls, where
+    nothing keeps working between calls, so no alternation is needed)."""
+    call(0)
+    synchronize(device)
+    start = time.perf_counter()
+    for seed in range(1, calls + 1):
+        call(seed)
+    synchronize(device)
+    return (time.perf_counter() - start) / calls * 1e3

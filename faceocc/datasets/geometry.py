@@ -78,16 +78,21 @@ def geometry_manifest(data_dir: str | os.PathLike) -> dict | None:
     return render_manifest(data_dir, GEOMETRY)
 
 
+def _open_geometry(data_dir: str | os.PathLike) -> RecordDataset:
+    """The installed geometry set's records; :class:`FileNotFoundError` naming the command that makes it."""
+    opened = open_set(data_dir, GEOMETRY)
+    if opened is None:
+        raise FileNotFoundError(f"{Path(data_dir)} has no face geometry for online 3D masks (mask3d.source: "
+                                f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
+    return opened[NAME]
+
+
 class GeometryReader:
     """Landmarks of many keys per call from an installed geometry set, checked against train.rec's ids
     and labels of the same rows, and scaled from the set's image size to ``size`` (H, W)."""
 
     def __init__(self, data_dir: str | os.PathLike, size: tuple[int, int] | None = None) -> None:
-        opened = open_set(data_dir, GEOMETRY)
-        if opened is None:
-            raise FileNotFoundError(f"{Path(data_dir)} has no face geometry for online 3D masks (mask3d.source: "
-                                    f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
-        self.reader = BatchReader(opened[NAME])
+        self.reader = BatchReader(_open_geometry(data_dir))
         made = (geometry_manifest(data_dir) or {}).get("size")
         if made is not None and not (isinstance(made, list) and len(made) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in made)):
@@ -136,11 +141,7 @@ def check_geometry(train: RecordDataset, data_dir: str | os.PathLike) -> Path:
     """The geometry set's record file, after checking it is aligned with ``train`` (the mask sets' rule:
     every image key, same ids and classes, one render identity); raises :class:`RecordIOError` naming
     file, key and offset, or :class:`FileNotFoundError` naming the command that makes it."""
-    opened = open_set(data_dir, GEOMETRY)
-    if opened is None:
-        raise FileNotFoundError(f"{Path(data_dir)} has no face geometry for online 3D masks (mask3d.source: "
-                                f"online); make it once with: {MAKE.replace('DIR', str(data_dir))}")
-    with opened[NAME] as ds:
+    with _open_geometry(data_dir) as ds:
         check_alignment(train, {NAME: ds})
     return ds.rec_path
 
